@@ -1,0 +1,59 @@
+//! What the binary does with its command line: informational switches, `--check`,
+//! signalling a running daemon, or running one. Every path ends in an exit code.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{self, Command, UsageError};
+use crate::config::{self, Loaded};
+
+/// The sample configuration printed by `--ini`; the same file ships as config/pgqd.ini.
+pub const SAMPLE_INI: &str = include_str!("../config/pgqd.ini");
+
+/// Runs the command line `args` (program name first) and returns the exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    match cli::parse(args) {
+        Ok(command) => dispatch(command),
+        Err(UsageError::BadSwitch(reason)) => {
+            eprintln!("pgqd: {reason}");
+            print!("bad switch: {}", cli::USAGE);
+            ExitCode::FAILURE
+        }
+        Err(UsageError::NeedsConfig) => {
+            eprintln!("pgqd requires config file");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Help => print!("{}", cli::USAGE),
+        Command::Version => println!("pgqd version {}", crate::VERSION),
+        Command::Ini => print!("{SAMPLE_INI}"),
+        Command::Check { config } => return check(&config),
+        Command::Signal { config, signal } => {
+            return crate::daemon::signal_running(&config, signal);
+        }
+        Command::Run { config, options } => return crate::daemon::run(&config, options),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--check`: load and validate, print warnings and the effective settings.
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(Loaded { config, warnings }) => {
+            for warning in warnings {
+                eprintln!("WARNING {} ({})", warning.message, warning.origin);
+            }
+            print!("{}", config.effective());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ERROR {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

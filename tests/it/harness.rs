@@ -1,0 +1,393 @@
+//! Throwaway PostgreSQL clusters with pgq, and the pgqd binary as a child process.
+//!
+//! A [`Cluster`] lives in a temp dir: its own port, a unix socket in that dir,
+//! `listen_addresses = ''`, fsync off. When the tests run as root, initdb and the
+//! server run as the `postgres` system user. An owned cluster is stopped and removed on
+//! drop (also when the test panics); the shared one is removed by a small reaper
+//! process that waits for the test binary to exit, since statics are never dropped.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a condition before failing: generous, never a timing claim.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique within this test run.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `condition` every 50 ms until it holds or `DEADLINE` passes.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {DEADLINE:?} waiting for {what}");
+}
+
+/// The PostgreSQL server binaries: `pg_config --bindir`, else the newest
+/// `/usr/lib/postgresql/*/bin` that has initdb.
+pub fn bindir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.join("initdb").exists() {
+                return dir;
+            }
+        }
+        let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server not installed: run scripts/test.sh")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .collect();
+        found.sort_by_key(|p| {
+            p.to_string_lossy()
+                .split('/')
+                .nth(4)
+                .and_then(|v| v.parse::<u32>().ok())
+        });
+        found
+            .pop()
+            .expect("no initdb under /usr/lib/postgresql/*/bin")
+    })
+    .clone()
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A command for a server binary, run as `postgres` when we are root.
+fn server_command(program: &str) -> Command {
+    let path = bindir().join(program);
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(path);
+        cmd
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run_checked(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One throwaway PostgreSQL cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    owned: bool,
+}
+
+impl Cluster {
+    /// A cluster of its own, for tests that stop or restart the server.
+    pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A cluster of its own with extra postgresql.conf lines.
+    pub fn start_with(settings: &[&str]) -> Cluster {
+        let dir = std::env::temp_dir().join(unique("pgqd-it"));
+        fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .unwrap()
+                .expect("no postgres user");
+            nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
+        }
+        let port = 20000
+            + (std::process::id() % 20000) as u16
+            + NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+        let cluster = Cluster {
+            dir,
+            port,
+            owned: true,
+        };
+        run_checked(
+            server_command("initdb")
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(cluster.data()),
+        );
+        let mut conf = format!(
+            "\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\ntrack_functions = all\nmax_connections = 200\nlog_min_messages = warning\n",
+            cluster.dir.display()
+        );
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = cluster.data().join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&conf);
+        fs::write(&conf_path, text).unwrap();
+        cluster.start_server();
+        cluster
+    }
+
+    /// The cluster shared by the tests of this binary; each test uses its own database.
+    pub fn shared() -> &'static Cluster {
+        static SHARED: OnceLock<Cluster> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let mut cluster = Cluster::start();
+            cluster.owned = false;
+            cluster.spawn_reaper();
+            cluster
+        })
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// `base_connstr` for pgqd.
+    pub fn connstr(&self) -> String {
+        format!(
+            "host={} port={} user=postgres",
+            self.dir.display(),
+            self.port
+        )
+    }
+
+    pub fn connect(&self, db: &str) -> postgres::Client {
+        let mut config = postgres::Config::new();
+        config
+            .host_path(&self.dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(db);
+        config
+            .connect(postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+    }
+
+    /// Runs SQL in `db`, panicking with the error on failure.
+    pub fn exec(&self, db: &str, sql: &str) {
+        self.connect(db)
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A new database with pgq installed.
+    pub fn create_pgq_db(&self, prefix: &str) -> String {
+        let name = self.create_db(prefix);
+        self.exec(&name, "create extension pgq");
+        name
+    }
+
+    /// A new empty database.
+    pub fn create_db(&self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.exec("postgres", &format!("create database \"{name}\""));
+        name
+    }
+
+    pub fn start_server(&self) {
+        let log = self.dir.join("server.log");
+        run_checked(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(log)
+                .args(["-w", "start"]),
+        );
+    }
+
+    pub fn stop_server(&self) {
+        run_checked(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "fast", "-w", "stop"]),
+        );
+    }
+
+    /// Stops the server when the test binary exits, however it exits.
+    fn spawn_reaper(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
+            pid = std::process::id(),
+            stop = self.stop_command_line(),
+            dir = self.dir.display()
+        );
+        let mut cmd = Command::new("setsid");
+        cmd.args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The reaper must outlive us, so it is deliberately never waited for.
+        #[allow(clippy::zombie_processes)]
+        cmd.spawn().expect("spawn cluster reaper");
+    }
+
+    fn stop_command_line(&self) -> String {
+        let pg_ctl = bindir().join("pg_ctl");
+        let runuser = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{runuser}{} -D '{}' -m immediate -w stop",
+            pg_ctl.display(),
+            self.data().display()
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = Command::new("sh")
+                .args(["-c", &self.stop_command_line()])
+                .output();
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The pgqd binary under test.
+pub fn pgqd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pgqd"))
+}
+
+/// A pgqd daemon running in the foreground as a child; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Writes `ini` (a `[pgqd]` body) to a file and starts `pgqd -v` on it, stderr
+    /// captured to `output.log` next to it.
+    pub fn start(ini: &str) -> Daemon {
+        Daemon::start_args(ini, &["-v"])
+    }
+
+    pub fn start_args(ini: &str, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pgqd.ini");
+        fs::write(&config, format!("[pgqd]\nsyslog = 0\n{ini}\n")).unwrap();
+        let output = fs::File::create(dir.path().join("output.log")).unwrap();
+        let child = pgqd()
+            .args(args)
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .unwrap();
+        Daemon { child, dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("pgqd.ini")
+    }
+
+    /// Everything the daemon wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(self.dir.path().join("output.log")).unwrap_or_default()
+    }
+
+    /// Waits until the output contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if self.output().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for log line {needle:?}; output:\n{}",
+            self.output()
+        );
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("pgqd did not exit; output:\n{}", self.output());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Number of `pgq.ticker()` calls counted by the server in `db` (needs
+/// `track_functions = all`; statistics are flushed by backends within about a second).
+pub fn ticker_calls(cluster: &Cluster, db: &str) -> i64 {
+    let mut client = cluster.connect(db);
+    let row = client
+        .query_one(
+            "select coalesce(sum(calls), 0)::int8 from pg_stat_user_functions where schemaname = 'pgq' and funcname = 'ticker'",
+            &[],
+        )
+        .unwrap();
+    row.get(0)
+}
+
+/// The number of ticks recorded for `queue` in `db`.
+pub fn tick_count(cluster: &Cluster, db: &str, queue: &str) -> i64 {
+    let mut client = cluster.connect(db);
+    client
+        .query_one(
+            "select count(*) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = $1",
+            &[&queue],
+        )
+        .unwrap()
+        .get(0)
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}

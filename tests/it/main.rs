@@ -1,0 +1,6 @@
+//! pgqd's behaviour, tested against real PostgreSQL clusters with pgq and the real binary.
+
+mod harness;
+
+mod cli;
+mod cluster;
