@@ -1,7 +1,11 @@
 //! Connection strings: `base_connstr` as a type that never shows its password, and
 //! the translation of `base_connstr` plus a database name into a connection.
 
+mod connect;
+
 use std::fmt;
+
+pub use connect::{Canceller, ConnInfoError, ConnectError, Connected, Defaults, Target, resolve};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -42,6 +46,19 @@ impl Serialize for ConnStr {
 impl<'de> Deserialize<'de> for ConnStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(ConnStr)
+    }
+}
+
+/// A PostgreSQL error as one line: `SQLSTATE: message` when the server sent one,
+/// else the client-side reason (connection refused, closed, timed out...).
+pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
+    }
+    match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
     }
 }
 
