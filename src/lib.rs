@@ -6,14 +6,35 @@
 //! - `cli`: pgqd's switches and usage messages.
 //! - `config`: the typed configuration, read from pgqd.ini (`config/ini.rs`) or TOML.
 //! - `conninfo`: `base_connstr` (password never shown) and how connections are made.
+//! - `daemon`: running as a process: start-up, the runtime, pidfile, `-s`/`-k`/`-r`.
+//! - `signals`: SIGINT, SIGTERM, SIGHUP.
+//! - `notify`: systemd readiness notifications.
 //! - `logging`: pgqd's log line format, JSON lines, logfile and syslog.
+//! - `supervisor`: the set of database tasks: discovery cadence, start/stop, reload, shutdown.
+//! - `discovery`: which databases exist.
+//! - `database`: one database: probe pgq, tick, and run housekeeping alongside.
+//! - `housekeeping`: a database's retry and maintenance jobs on one kept connection.
+//! - `jobs`: one turn of each job (`ticker`, `retry`, `maint`) and its SQL.
+//! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
+//! - `schedule`: fixed-rate periods and capped backoff.
+//! - `stats`: counters and per-database state, in one place.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conninfo;
 pub mod daemon;
+pub mod database;
+pub mod discovery;
+pub mod housekeeping;
+pub mod jobs;
 pub mod logging;
+pub mod notify;
+pub mod pg;
+pub mod schedule;
+pub mod signals;
+pub mod stats;
+pub mod supervisor;
 
 /// The version reported by `-V` and in `Starting pgqd X`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,17 @@
+//! One turn of each job a database runs: ticker, retry, maintenance. The loops that
+//! schedule them live in `database.rs` and `housekeeping.rs`.
+
+pub mod maint;
+pub mod retry;
+pub mod ticker;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// The per-call limits and the shutdown token a job turn runs under.
+#[derive(Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,26 @@
+//! One retry round: move events whose retry time has come back into their queues.
+
+use crate::pg::{PgError, Session, first_int};
+use crate::stats::Stats;
+
+use super::Limits;
+
+/// Moves at most a handful of events per call; pgqd calls it again until it returns 0.
+pub const RETRY: &str = "select * from pgq.maint_retry_events()";
+
+/// Calls `pgq.maint_retry_events()` until it returns 0; every count goes to the stats
+/// as it comes, so a round cut short still counts what it moved.
+pub async fn round(session: &Session, limits: &Limits, stats: &Stats) -> Result<u64, PgError> {
+    let mut total = 0;
+    loop {
+        let rows = session
+            .query(RETRY, &[], limits.timeout, &limits.shutdown)
+            .await?;
+        let moved = first_int(&rows).max(0) as u64;
+        if moved == 0 || limits.shutdown.is_cancelled() {
+            return Ok(total);
+        }
+        stats.retried(moved);
+        total += moved;
+    }
+}

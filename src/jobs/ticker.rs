@@ -1,0 +1,66 @@
+//! One ticker turn: `pgq.ticker()` for all queues, with a per-queue fallback so one
+//! broken queue does not stop the others.
+
+use crate::pg::{PgError, Session, first_int};
+
+use super::Limits;
+
+/// What pgqd 3.5 calls, once per ticker_period: pgq decides per queue whether a tick is due.
+pub const TICK_ALL: &str = "select pgq.ticker()";
+/// The queues `pgq.ticker()` would tick, in its order.
+const ELIGIBLE_QUEUES: &str = "select queue_name from pgq.queue where not queue_external_ticker and not queue_ticker_paused order by queue_name";
+/// The per-queue ticker; it applies the same "is a tick due" rules as the all-queue call.
+const TICK_ONE: &str = "select pgq.ticker($1)";
+
+/// How a ticker turn went.
+#[derive(Debug)]
+pub enum TickOutcome {
+    /// `pgq.ticker()` succeeded; the number of queues it ticked.
+    All(i64),
+    /// `pgq.ticker()` failed (`cause`); each queue was ticked on its own and these failed.
+    Fallback {
+        cause: PgError,
+        failed: Vec<(String, PgError)>,
+        ticked: usize,
+    },
+}
+
+/// Runs one turn. A lost connection or missing pgq is returned as an error; a
+/// failing queue is not.
+pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgError> {
+    let cause = match session
+        .query(TICK_ALL, &[], limits.timeout, &limits.shutdown)
+        .await
+    {
+        Ok(rows) => return Ok(TickOutcome::All(first_int(&rows))),
+        Err(e)
+            if e.is_connection_lost()
+                || e.is_missing_object()
+                || matches!(e, PgError::Shutdown) =>
+        {
+            return Err(e);
+        }
+        Err(e) => e,
+    };
+    let rows = session
+        .query(ELIGIBLE_QUEUES, &[], limits.timeout, &limits.shutdown)
+        .await?;
+    let mut failed = Vec::new();
+    let mut ticked = 0;
+    for row in rows {
+        let queue: String = row.get(0);
+        match session
+            .query(TICK_ONE, &[Some(&queue)], limits.timeout, &limits.shutdown)
+            .await
+        {
+            Ok(_) => ticked += 1,
+            Err(e) if e.is_connection_lost() || matches!(e, PgError::Shutdown) => return Err(e),
+            Err(e) => failed.push((queue, e)),
+        }
+    }
+    Ok(TickOutcome::Fallback {
+        cause,
+        failed,
+        ticked,
+    })
+}

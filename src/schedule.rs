@@ -1,0 +1,120 @@
+//! Time: fixed-rate periods and capped backoff, the only two ways this daemon waits.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+/// A fixed-rate schedule: ticks every `period` measured start to start, so a slow call
+/// does not push every later call back. After a stall, missed ticks are skipped rather
+/// than fired in a burst. The first tick is immediate.
+pub struct Every {
+    period: Duration,
+    interval: Interval,
+}
+
+impl Every {
+    pub fn new(period: Duration) -> Every {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Every { period, interval }
+    }
+
+    /// Waits for the next tick.
+    pub async fn tick(&mut self) {
+        self.interval.tick().await;
+    }
+
+    /// Changes the period (after a reload) without losing the phase more than once.
+    pub fn set_period(&mut self, period: Duration) {
+        if period != self.period {
+            let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            *self = Every { period, interval };
+        }
+    }
+}
+
+/// Reconnect delays: 100 ms doubling up to 2 s, so a restarted server is ticking again
+/// within about 2 s of accepting connections (pgqd 3.5 waits a fixed 60 s).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(100);
+    pub const MAX: Duration = Duration::from_secs(2);
+
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay to wait now; the following one doubles, capped at [`Backoff::MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+/// Spreads `period` over 90-100 % by a stable hash of `key`, so that a thousand
+/// databases started together do not all reconnect in the same second.
+pub fn spread(period: Duration, key: &str) -> Duration {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let fraction = 0.9 + 0.1 * (hash % 1000) as f64 / 1000.0;
+    period.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backoff doubles from 100 ms and stays at 2 s; reset starts over.
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new();
+        let delays: Vec<u64> = (0..7).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    /// Spread stays within 90-100 % of the period and differs between keys.
+    #[test]
+    fn spread_range() {
+        let period = Duration::from_secs(3600);
+        let values: Vec<Duration> = (0..50).map(|i| spread(period, &format!("db{i}"))).collect();
+        assert!(
+            values
+                .iter()
+                .all(|v| *v >= period.mul_f64(0.9) && *v <= period)
+        );
+        assert!(values.iter().any(|v| *v != values[0]));
+        assert_eq!(spread(period, "x"), spread(period, "x"));
+    }
+
+    /// Fixed rate: a slow turn does not delay the following ticks' schedule.
+    #[tokio::test(start_paused = true)]
+    async fn fixed_rate() {
+        let start = Instant::now();
+        let mut every = Every::new(Duration::from_secs(1));
+        every.tick().await; // immediate
+        tokio::time::sleep(Duration::from_millis(700)).await; // a slow call
+        every.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        every.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,79 @@
+//! Signals: SIGINT stops gracefully, SIGTERM exits fast, SIGHUP reloads the config and
+//! reopens the logs. SIGPIPE is already ignored by the Rust runtime, as pgqd does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config;
+use crate::logging::LogHandle;
+use crate::notify;
+use crate::supervisor::Control;
+
+/// After SIGTERM, in-flight queries get this long to be cancelled server-side before
+/// the process exits regardless.
+const FAST_EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// Handles signals until shutdown; owns what a reload needs.
+pub struct SignalHandler {
+    pub config_path: PathBuf,
+    pub log: LogHandle,
+    pub control: mpsc::Sender<Control>,
+    pub shutdown: CancellationToken,
+    /// Called just before a fast exit (removes the pidfile).
+    pub on_fast_exit: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SignalHandler {
+    pub async fn run(self) -> std::io::Result<()> {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {
+                    info!("Got SIGINT, shutting down");
+                    self.shutdown.cancel();
+                }
+                _ = terminate.recv() => {
+                    info!("Got SIGTERM, fast exit");
+                    self.shutdown.cancel();
+                    tokio::time::sleep(FAST_EXIT_GRACE).await;
+                    (self.on_fast_exit)();
+                    // Exit 0, not pgqd's 1: systemd and docker would record a failure.
+                    std::process::exit(0);
+                }
+                _ = hangup.recv() => self.reload().await,
+            }
+        }
+    }
+
+    /// Reads the config again; an invalid one is logged and the old one kept running
+    /// (pgqd 3.5 exits here). The pidfile setting is not changed by a reload.
+    async fn reload(&self) {
+        info!("Got SIGHUP, re-reading config");
+        notify::reloading();
+        let loaded = match config::load(&self.config_path) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!("{e}; keeping the running config");
+                notify::ready();
+                return;
+            }
+        };
+        for warning in &loaded.warnings {
+            tracing::warn!("{} ({})", warning.message, warning.origin);
+        }
+        if let Err(e) = self.log.apply(&loaded.config) {
+            error!("{e}; keeping the previous log destinations");
+        }
+        let _ = self
+            .control
+            .send(Control::Reload(Box::new(loaded.config)))
+            .await;
+    }
+}

@@ -1,0 +1,135 @@
+//! Counters, kept in one place: pgqd's stats line and each database's state.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What a database task is doing, for logs now and for health and metrics later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbState {
+    /// Connecting and checking for pgq.
+    Probing,
+    /// Connected, but the database has no pgq (or one too old); re-checked every check_period.
+    NoPgq,
+    /// The server is a hot standby; ticking starts after promotion.
+    Standby,
+    /// Ticking.
+    Ticking,
+    /// Waiting before reconnecting after an error.
+    BackingOff,
+}
+
+/// Shared counters. pgqd's three figures are reset by each stats line.
+#[derive(Debug, Default)]
+pub struct Stats {
+    ticks: AtomicU64,
+    maint: AtomicU64,
+    retry: AtomicU64,
+    databases: Mutex<BTreeMap<String, DbStatus>>,
+}
+
+/// The last known state of one database.
+#[derive(Debug, Clone, Copy)]
+pub struct DbStatus {
+    pub state: DbState,
+    pub last_tick: Option<Instant>,
+}
+
+/// One stats line's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub ticks: u64,
+    pub maint: u64,
+    pub retry: u64,
+}
+
+impl std::fmt::Display for Snapshot {
+    /// pgqd's stats line, kept exactly since people parse it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{ticks: {}, maint: {}, retry: {}}}",
+            self.ticks, self.maint, self.retry
+        )
+    }
+}
+
+impl Stats {
+    /// One successful ticker round in `db`.
+    pub fn ticked(&self, db: &str) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+        self.update(db, |s| {
+            s.state = DbState::Ticking;
+            s.last_tick = Some(Instant::now());
+        });
+    }
+
+    /// One completed maintenance round.
+    pub fn maint_done(&self) {
+        self.maint.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events moved back by `pgq.maint_retry_events()`.
+    pub fn retried(&self, events: u64) {
+        self.retry.fetch_add(events, Ordering::Relaxed);
+    }
+
+    pub fn set_state(&self, db: &str, state: DbState) {
+        self.update(db, |s| s.state = state);
+    }
+
+    pub fn forget(&self, db: &str) {
+        self.lock().remove(db);
+    }
+
+    /// The figures since the last call, resetting them (pgqd's semantics).
+    pub fn take(&self) -> Snapshot {
+        Snapshot {
+            ticks: self.ticks.swap(0, Ordering::Relaxed),
+            maint: self.maint.swap(0, Ordering::Relaxed),
+            retry: self.retry.swap(0, Ordering::Relaxed),
+        }
+    }
+
+    /// The most recent successful tick in any database.
+    pub fn last_tick(&self) -> Option<Instant> {
+        self.lock().values().filter_map(|s| s.last_tick).max()
+    }
+
+    pub fn databases(&self) -> BTreeMap<String, DbStatus> {
+        self.lock().clone()
+    }
+
+    fn update(&self, db: &str, change: impl FnOnce(&mut DbStatus)) {
+        let mut map = self.lock();
+        let status = map.entry(db.to_string()).or_insert(DbStatus {
+            state: DbState::Probing,
+            last_tick: None,
+        });
+        change(status);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DbStatus>> {
+        self.databases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stats line has pgqd's exact shape, and taking it resets the counters.
+    #[test]
+    fn stats_line_and_reset() {
+        let stats = Stats::default();
+        stats.ticked("a");
+        stats.ticked("b");
+        stats.maint_done();
+        stats.retried(7);
+        assert_eq!(stats.take().to_string(), "{ticks: 2, maint: 1, retry: 7}");
+        assert_eq!(stats.take(), Snapshot::default());
+        assert!(stats.last_tick().is_some());
+        assert_eq!(stats.databases()["a"].state, DbState::Ticking);
+    }
+}

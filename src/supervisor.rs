@@ -1,0 +1,256 @@
+//! The set of database tasks: lists the databases every check_period (and at once
+//! after a reload), starts a task for each new one, stops those that are gone, logs
+//! the stats line, applies reloads, and shuts everything down within a deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::Config;
+use crate::conninfo::{Defaults, resolve};
+use crate::database::{DbContext, DbTask, Outage};
+use crate::logging::db_label;
+use crate::notify;
+use crate::schedule::Every;
+use crate::stats::Stats;
+
+/// At most this many connection attempts run at once, across all databases.
+const PARALLEL_CONNECTS: usize = 32;
+/// How long shutdown waits for the database tasks before naming the late ones.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Requests from the signal handlers.
+#[derive(Debug)]
+pub enum Control {
+    /// SIGHUP: a new, already validated config.
+    Reload(Box<Config>),
+}
+
+/// A running database task.
+struct Running {
+    task: tokio::task::Id,
+    stop: CancellationToken,
+}
+
+/// Owns the config and the database tasks.
+pub struct Supervisor {
+    config: Arc<Config>,
+    settings: watch::Sender<Arc<Config>>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    control: mpsc::Receiver<Control>,
+    running: BTreeMap<String, Running>,
+    tasks: JoinSet<()>,
+    connect_slots: Arc<Semaphore>,
+    discovery_outage: Outage,
+}
+
+impl Supervisor {
+    pub fn new(
+        config: Config,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+        control: mpsc::Receiver<Control>,
+    ) -> Self {
+        let config = Arc::new(config);
+        Supervisor {
+            settings: watch::Sender::new(config.clone()),
+            config,
+            stats,
+            shutdown,
+            control,
+            running: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
+            discovery_outage: Outage::default(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        if self.config.database_list.is_empty() {
+            info!("auto-detecting dbs ...");
+        }
+        self.refresh().await;
+        notify::ready();
+        let mut check = Every::new(self.config.check_period);
+        let mut stats_line = Every::new(self.config.stats_period);
+        check.tick().await;
+        stats_line.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                _ = check.tick() => self.refresh().await,
+                _ = stats_line.tick() => info!("{}", self.stats.take()),
+                Some(control) = self.control.recv() => {
+                    self.apply(control).await;
+                    check.set_period(self.config.check_period);
+                    stats_line.set_period(self.config.stats_period);
+                }
+                Some(ended) = self.tasks.join_next_with_id() => self.task_ended(ended),
+            }
+        }
+        notify::stopping();
+        self.stop_all().await;
+    }
+
+    fn defaults(&self) -> Defaults {
+        Defaults {
+            application_name: "pgqd".into(),
+            connect_timeout: self.config.connect_timeout,
+        }
+    }
+
+    /// Lists the databases and starts and stops tasks to match.
+    async fn refresh(&mut self) {
+        let names =
+            match crate::discovery::databases(&self.config, &self.defaults(), &self.shutdown).await
+            {
+                Ok(names) => {
+                    self.discovery_outage.end("discovery");
+                    names
+                }
+                Err(crate::pg::PgError::Shutdown) => return,
+                Err(e) => {
+                    let label = db_label(&self.config.initial_database);
+                    let _span = info_span!("db", db = label).entered();
+                    self.discovery_outage.begin("discovery", &e);
+                    return;
+                }
+            };
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.unregister(&name);
+        }
+        for name in names {
+            if !self.running.contains_key(&name) {
+                self.start(name);
+            }
+        }
+    }
+
+    fn start(&mut self, name: String) {
+        let label = db_label(&name);
+        let target = match resolve(&self.config.base_connstr, &name, &self.defaults()) {
+            Ok(target) => target,
+            Err(e) => {
+                error!(db = label, "cannot build connection settings: {e}");
+                return;
+            }
+        };
+        debug!(db = label, "starting database task");
+        let stop = self.shutdown.child_token();
+        let ctx = DbContext {
+            name: name.clone(),
+            target,
+            settings: self.settings.subscribe(),
+            stats: self.stats.clone(),
+            connect_slots: self.connect_slots.clone(),
+            shutdown: stop.clone(),
+        };
+        let span = info_span!("db", db = label);
+        let task = self
+            .tasks
+            .spawn(DbTask::new(ctx).run().instrument(span))
+            .id();
+        self.running.insert(name, Running { task, stop });
+    }
+
+    fn unregister(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            info!("Unregister database: {}", db_label(name));
+            running.stop.cancel();
+            self.stats.forget(name);
+        }
+    }
+
+    /// Logs how a task ended; one that ended while still wanted (a panic) is forgotten
+    /// so that the next listing starts it again.
+    fn task_ended(&mut self, ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match &ended {
+            Ok((id, ())) => *id,
+            Err(e) => e.id(),
+        };
+        let name = self
+            .running
+            .iter()
+            .find(|(_, r)| r.task == id)
+            .map(|(n, _)| n.clone());
+        match (ended, name) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(name)) => {
+                warn!(
+                    db = db_label(&name),
+                    "database task ended by itself; it is restarted at the next check"
+                );
+                self.running.remove(&name);
+            }
+            (Err(e), name) => {
+                let label = name.as_deref().map(db_label).unwrap_or_default();
+                error!(
+                    db = label,
+                    "database task failed: {e}; it is restarted at the next check"
+                );
+                if let Some(name) = name {
+                    self.running.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Applies a reloaded config: new settings reach every task through the watch
+    /// channel; a changed connection string restarts the tasks; the database set is
+    /// re-evaluated at once.
+    async fn apply(&mut self, control: Control) {
+        let Control::Reload(config) = control;
+        let reconnect = config.base_connstr != self.config.base_connstr
+            || config.connect_timeout != self.config.connect_timeout;
+        self.config = Arc::new(*config);
+        self.settings.send_replace(self.config.clone());
+        if reconnect {
+            info!("base_connstr changed: reconnecting every database");
+            let names: Vec<String> = self.running.keys().cloned().collect();
+            for name in names {
+                if let Some(running) = self.running.remove(&name) {
+                    running.stop.cancel();
+                }
+            }
+        }
+        self.refresh().await;
+        notify::ready();
+    }
+
+    /// Stops every task (each cancels its in-flight query server-side) and waits for
+    /// them, naming the ones that miss the deadline.
+    async fn stop_all(&mut self) {
+        for running in self.running.values() {
+            running.stop.cancel();
+        }
+        let deadline = tokio::time::sleep(STOP_DEADLINE);
+        tokio::pin!(deadline);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(ended) = self.tasks.join_next_with_id() => {
+                    let id = ended.map_or_else(|e| e.id(), |(id, ())| id);
+                    self.running.retain(|_, r| r.task != id);
+                }
+                _ = &mut deadline => {
+                    let late: Vec<String> = self.running.keys().map(|n| db_label(n)).collect();
+                    warn!("database tasks did not stop within {STOP_DEADLINE:?}: {}", late.join(", "));
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}
