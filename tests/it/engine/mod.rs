@@ -1,0 +1,1 @@
+//! The engine against real PgQ: ticking, retry, maintenance, discovery, recovery.
