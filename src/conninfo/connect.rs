@@ -1,91 +1,28 @@
-//! From `base_connstr` plus a database name to a live connection.
+//! Connecting a [`Target`]: each host in turn (shuffled with `load_balance_hosts=random`),
+//! each attempt within `connect_timeout`, TLS as `sslmode` says, then the
+//! `target_session_attrs` check, which tokio-postgres only knows for read-write.
 //!
-//! The database name is set on the parsed config, never pasted into the string, so
-//! any name works (quotes, spaces, `#`, newlines) and URIs stay valid.
+//! Per host, as libpq: `allow` tries without TLS first and retries with TLS when the
+//! server refuses; `prefer` tries TLS first and retries without it when the TLS
+//! handshake or the login over TLS fails. Unix sockets never use TLS.
 
-use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{CancelToken, Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::ConnStr;
+use super::settings::{SessionAttrs, SslMode};
+use super::target::{Endpoint, Target};
 
-/// Settings the daemon adds unless `base_connstr` sets them.
-#[derive(Debug, Clone)]
-pub struct Defaults {
-    pub application_name: String,
-    pub connect_timeout: Duration,
-}
-
-/// `base_connstr` could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnInfoError {
-    #[error("invalid base_connstr: {0}")]
-    Invalid(String),
-}
-
-/// Connecting failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("{}", crate::conninfo::describe_pg_error(.0))]
-    Postgres(#[from] tokio_postgres::Error),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl ConnectError {
-    /// The SQLSTATE the server sent, if it got that far.
-    pub fn code(&self) -> Option<&SqlState> {
-        match self {
-            ConnectError::Postgres(e) => e.code(),
-            ConnectError::Other(_) => None,
-        }
-    }
-}
-
-/// Everything needed to connect to one database. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct Target {
-    config: tokio_postgres::Config,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Target({:?})", self.config.get_dbname())
-    }
-}
-
-/// Resolves `base` for the database `dbname`.
-pub fn resolve(base: &ConnStr, dbname: &str, defaults: &Defaults) -> Result<Target, ConnInfoError> {
-    let mut config = if base.expose().trim().is_empty() {
-        tokio_postgres::Config::new()
-    } else {
-        tokio_postgres::Config::from_str(base.expose())
-            .map_err(|e| ConnInfoError::Invalid(e.to_string()))?
-    };
-    config.dbname(dbname);
-    if config.get_application_name().is_none() {
-        config.application_name(&defaults.application_name);
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(defaults.connect_timeout);
-    }
-    if config.get_hosts().is_empty() {
-        config.host_path("/var/run/postgresql");
-    }
-    if config.get_user().is_none() {
-        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten();
-        config.user(user.map(|u| u.name).unwrap_or_else(|| "postgres".into()));
-    }
-    // Dead peers (a server host that vanished) are noticed within about two minutes.
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(60));
-    Ok(Target { config })
-}
+/// Whether the session is writable (`on` in a read-only session or on a standby).
+const READ_ONLY: &str = "show transaction_read_only";
+/// Whether the server is a hot standby.
+const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 
 /// A live connection: the client and the way to cancel its running query.
 pub struct Connected {
@@ -93,29 +30,302 @@ pub struct Connected {
     pub canceller: Canceller,
 }
 
-/// Cancels the query running on one connection, server-side.
+/// Cancels the query running on one connection, server-side, over the same kind of
+/// transport (TLS or not) as the connection.
 #[derive(Clone)]
 pub struct Canceller {
     token: CancelToken,
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl Canceller {
     pub async fn cancel(&self) -> Result<(), tokio_postgres::Error> {
-        self.token.cancel_query(NoTls).await
+        match &self.tls {
+            Some(tls) => self.token.cancel_query(tls.clone()).await,
+            None => self.token.cancel_query(NoTls).await,
+        }
+    }
+}
+
+/// Connecting failed. The message names each host tried and why, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Every host was tried and failed.
+    #[error("{0}")]
+    Hosts(HostFailures),
+    /// No host could be tried (the settings could not be resolved, for example).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ConnectError {
+    /// The SQLSTATE the server sent on the last attempt, if it got that far.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            ConnectError::Hosts(hosts) => hosts.0.last()?.reasons.last()?.code(),
+            ConnectError::Other(_) => None,
+        }
+    }
+}
+
+impl From<super::ConnInfoError> for ConnectError {
+    fn from(error: super::ConnInfoError) -> Self {
+        ConnectError::Other(error.to_string())
+    }
+}
+
+/// Why each host failed, in the order tried.
+#[derive(Debug)]
+pub struct HostFailures(Vec<Failure>);
+
+impl std::fmt::Display for HostFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&all.join("; "))
+    }
+}
+
+/// Why one host failed (two reasons when a TLS fallback was tried too).
+#[derive(Debug)]
+struct Failure {
+    label: String,
+    reasons: Vec<Reason>,
+    passfile: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection to {} failed: ", self.label)?;
+        let reasons: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
+        f.write_str(&reasons.join(", then: "))?;
+        let login_failed = self
+            .reasons
+            .iter()
+            .any(|r| r.code() == Some(&SqlState::INVALID_PASSWORD));
+        match &self.passfile {
+            Some(path) if login_failed => {
+                write!(f, " (password retrieved from file \"{}\")", path.display())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Reason {
+    #[error("{}", super::describe_pg_error(.0))]
+    Postgres(tokio_postgres::Error),
+    #[error("timeout expired after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Session(&'static str),
+}
+
+impl Reason {
+    fn code(&self) -> Option<&SqlState> {
+        match self {
+            Reason::Postgres(e) => e.code(),
+            _ => None,
+        }
     }
 }
 
 impl Target {
     /// Opens the connection; its I/O runs on a task of its own until the client is dropped.
     pub async fn connect(&self) -> Result<Connected, ConnectError> {
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // The error, if any, reaches the client's next query as is_closed().
-            let _ = connection.await;
-        });
-        let canceller = Canceller {
-            token: client.cancel_token(),
+        // prefer-standby is libpq's two passes: a standby anywhere, else any server.
+        let passes: &[SessionAttrs] = match self.attrs {
+            SessionAttrs::PreferStandby => &[SessionAttrs::Standby, SessionAttrs::Any],
+            ref one => std::slice::from_ref(one),
         };
-        Ok(Connected { client, canceller })
+        let mut failures = Vec::new();
+        for &want in passes {
+            for index in self.order() {
+                let endpoint = &self.endpoints[index];
+                match self.connect_host(endpoint, want).await {
+                    Ok(connected) => return Ok(connected),
+                    Err(reasons) => failures.push(Failure {
+                        label: endpoint.label.clone(),
+                        reasons,
+                        passfile: endpoint.passfile.clone(),
+                    }),
+                }
+            }
+        }
+        Err(ConnectError::Hosts(HostFailures(failures)))
+    }
+
+    /// The order in which hosts are tried.
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.endpoints.len()).collect();
+        if self.load_balance {
+            shuffle(&mut order);
+        }
+        order
+    }
+
+    /// One host, with libpq's TLS fallbacks.
+    async fn connect_host(
+        &self,
+        endpoint: &Endpoint,
+        want: SessionAttrs,
+    ) -> Result<Connected, Vec<Reason>> {
+        let (first, fallback) = match (endpoint.socket, self.sslmode) {
+            (true, _) | (_, SslMode::Disable) => (PgSslMode::Disable, None),
+            (false, SslMode::Allow) => (PgSslMode::Disable, Some(PgSslMode::Require)),
+            (false, SslMode::Prefer) => (PgSslMode::Prefer, Some(PgSslMode::Disable)),
+            (false, _) => (PgSslMode::Require, None),
+        };
+        let used_tls = Arc::new(AtomicBool::new(false));
+        let error = match self.attempt(endpoint, first, want, &used_tls).await {
+            Ok(connected) => return Ok(connected),
+            Err(error) => error,
+        };
+        let retry = match (first, &error) {
+            (PgSslMode::Disable, Reason::Postgres(e)) => e.as_db_error().is_some(),
+            (PgSslMode::Prefer, Reason::Postgres(_)) => used_tls.load(Ordering::Relaxed),
+            _ => false,
+        };
+        let Some(fallback) = fallback.filter(|_| retry) else {
+            return Err(vec![error]);
+        };
+        match self.attempt(endpoint, fallback, want, &used_tls).await {
+            Ok(connected) => Ok(connected),
+            Err(second) => Err(vec![error, second]),
+        }
+    }
+
+    /// One connection attempt, within the connect timeout.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        mode: PgSslMode,
+        want: SessionAttrs,
+        used_tls: &Arc<AtomicBool>,
+    ) -> Result<Connected, Reason> {
+        let mut config = endpoint.config.clone();
+        config.ssl_mode(mode);
+        let tls = self.tls.clone().filter(|_| mode != PgSslMode::Disable);
+        let work = async {
+            let client = match &tls {
+                Some(tls) => {
+                    open(
+                        &config,
+                        Tracked {
+                            inner: tls.clone(),
+                            used: used_tls.clone(),
+                        },
+                    )
+                    .await
+                }
+                None => open(&config, NoTls).await,
+            }
+            .map_err(Reason::Postgres)?;
+            if let Some(complaint) = session_mismatch(&client, want)
+                .await
+                .map_err(Reason::Postgres)?
+            {
+                return Err(Reason::Session(complaint));
+            }
+            let canceller = Canceller {
+                token: client.cancel_token(),
+                tls,
+            };
+            Ok(Connected { client, canceller })
+        };
+        match self.timeout {
+            Some(limit) => tokio::time::timeout(limit, work)
+                .await
+                .map_err(|_| Reason::Timeout(limit))?,
+            None => work.await,
+        }
+    }
+}
+
+/// Connects and hands the connection's I/O to a task of its own.
+async fn open<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        // The error, if any, reaches the client's next query as is_closed().
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// What is wrong with the session for `want`, in libpq's words, or `None`.
+async fn session_mismatch(
+    client: &Client,
+    want: SessionAttrs,
+) -> Result<Option<&'static str>, tokio_postgres::Error> {
+    let (sql, expected, complaint) = match want {
+        SessionAttrs::Any | SessionAttrs::PreferStandby => return Ok(None),
+        SessionAttrs::ReadWrite => (READ_ONLY, "off", "session is read-only"),
+        SessionAttrs::ReadOnly => (READ_ONLY, "on", "session is not read-only"),
+        SessionAttrs::Primary => (IN_RECOVERY, "f", "server is in hot standby mode"),
+        SessionAttrs::Standby => (IN_RECOVERY, "t", "server is not in hot standby mode"),
+    };
+    let value = client
+        .simple_query(sql)
+        .await?
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        });
+    Ok((value.as_deref() != Some(expected)).then_some(complaint))
+}
+
+/// A Fisher-Yates shuffle seeded from the standard library's per-process random keys;
+/// spreading load needs no better randomness.
+fn shuffle(items: &mut [usize]) {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new();
+    for i in (1..items.len()).rev() {
+        let j = (seed.hash_one(i) % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The rustls connector, noting whether a TLS handshake was started (the server
+/// accepted the SSL request), which decides `prefer`'s retry without TLS.
+#[derive(Clone)]
+struct Tracked {
+    inner: MakeRustlsConnect,
+    used: Arc<AtomicBool>,
+}
+
+type Inner = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+
+impl MakeTlsConnect<Socket> for Tracked {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+    type TlsConnect = TrackedConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<TrackedConnect, Self::Error> {
+        let inner = MakeTlsConnect::<Socket>::make_tls_connect(&mut self.inner, domain)?;
+        Ok(TrackedConnect {
+            inner,
+            used: self.used.clone(),
+        })
+    }
+}
+
+struct TrackedConnect {
+    inner: Inner,
+    used: Arc<AtomicBool>,
+}
+
+impl TlsConnect<Socket> for TrackedConnect {
+    type Stream = <Inner as TlsConnect<Socket>>::Stream;
+    type Error = <Inner as TlsConnect<Socket>>::Error;
+    type Future = <Inner as TlsConnect<Socket>>::Future;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        self.used.store(true, Ordering::Relaxed);
+        self.inner.connect(stream)
     }
 }

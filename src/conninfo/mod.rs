@@ -1,11 +1,39 @@
-//! Connection strings: `base_connstr` as a type that never shows its password, and
-//! the translation of `base_connstr` plus a database name into a connection.
+//! Connections as libpq makes them: `base_connstr` (key=value or URI) plus the PG*
+//! environment, a service file, the password file and defaults, resolved for one
+//! database into a [`Target`], connected with TLS (rustls) as `sslmode` says.
+//!
+//! The flow, one file per step: `parse.rs`/`uri.rs` read the text; `keys.rs` knows
+//! libpq's options; `params.rs` adds the service file (`service.rs`) and environment
+//! (`env.rs`); `settings.rs` types them with libpq's defaults; `target.rs` builds one
+//! config per host with its password (`passfile.rs`) and the TLS connector (`tls.rs`,
+//! `verify.rs`); `connect.rs` connects. `redact.rs` masks secrets for display.
 
 mod connect;
+mod env;
+mod error;
+mod keys;
+mod params;
+mod parse;
+mod passfile;
+mod redact;
+mod service;
+mod settings;
+mod target;
+mod tls;
+mod uri;
+mod verify;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
+use std::time::Duration;
 
-pub use connect::{Canceller, ConnInfoError, ConnectError, Connected, Defaults, Target, resolve};
+pub use connect::{Canceller, ConnectError, Connected, HostFailures};
+pub use env::{Env, process_env};
+pub use error::{ConnInfoError, Origin};
+pub use settings::{SessionAttrs, SslMode};
+pub use target::Target;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,6 +50,14 @@ impl ConnStr {
     /// The real text, password included: only for building connections.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl ConnStr {
+    /// Whether the text sets a password (key=value `password`, or a URI's user info
+    /// or query): `--check` warns when such a config file is readable by others.
+    pub fn has_password(&self) -> bool {
+        params::Params::from_conninfo(&self.0).is_ok_and(|p| p.non_empty("password").is_some())
     }
 }
 
@@ -62,143 +98,45 @@ pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Masks the password of a key=value conninfo or a URI.
+/// Masks the password (and other secrets) of a key=value conninfo or a URI.
 pub fn redact(text: &str) -> String {
-    if text.contains("://") {
-        return redact_uri(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = find_password_key(rest) {
-        let (head, tail) = rest.split_at(at);
-        out.push_str(head);
-        let eq = tail.find('=').map_or(tail.len(), |i| i + 1);
-        out.push_str(&tail[..eq]);
-        out.push_str("********");
-        rest = skip_value(tail[eq..].trim_start());
-        if !rest.is_empty() {
-            out.push(' ');
-        }
-    }
-    out.push_str(rest);
-    out
+    redact::redact(text)
 }
 
-/// The byte offset of a `password` key (not part of a longer word) followed by `=`.
-fn find_password_key(text: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(found) = text[from..].find("password") {
-        let at = from + found;
-        let before_ok = at == 0 || text.as_bytes()[at - 1].is_ascii_whitespace();
-        let after = text[at + "password".len()..].trim_start();
-        if before_ok && after.starts_with('=') {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+/// Settings the daemon adds unless the connection settings say otherwise.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Used when neither `application_name` nor `fallback_application_name` is set.
+    pub application_name: String,
+    /// Used when `connect_timeout` is not set (anywhere).
+    pub connect_timeout: Duration,
 }
 
-/// Skips one conninfo value (quoted with backslash escapes, or up to a blank).
-fn skip_value(text: &str) -> &str {
-    let mut chars = text.char_indices();
-    if text.starts_with('\'') {
-        chars.next();
-        let mut escaped = false;
-        for (i, c) in chars {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '\'') => return text[i + 1..].trim_start(),
-                _ => {}
-            }
-        }
-        return "";
-    }
-    let mut escaped = false;
-    for (i, c) in chars {
-        match (escaped, c) {
-            (true, _) => escaped = false,
-            (false, '\\') => escaped = true,
-            (false, c) if c.is_whitespace() => return text[i..].trim_start(),
-            _ => {}
-        }
-    }
-    ""
-}
-
-fn redact_uri(text: &str) -> String {
-    let scheme_end = text.find("://").map_or(0, |i| i + 3);
-    let authority_end = text[scheme_end..]
-        .find(['/', '?'])
-        .map_or(text.len(), |i| scheme_end + i);
-    let authority = &text[scheme_end..authority_end];
-    let mut out = text[..scheme_end].to_string();
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            out.push_str(&authority[..colon + 1]);
-            out.push_str("********");
-            out.push_str(&authority[at..]);
-        }
-        _ => out.push_str(authority),
-    }
-    let query = &text[authority_end..];
-    out.push_str(&redact_query(query));
-    out
-}
-
-fn redact_query(text: &str) -> String {
-    let Some((path, query)) = text.split_once('?') else {
-        return text.to_string();
+/// Checks `base` without the environment, files or network: syntax, unknown and
+/// unsupported keys, and the values written in it. For config load and `--check`.
+pub fn validate(base: &ConnStr) -> Result<(), ConnInfoError> {
+    let params = params::Params::from_conninfo(base.expose())?;
+    let defaults = Defaults {
+        application_name: String::new(),
+        connect_timeout: Duration::ZERO,
     };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|param| match param.split_once('=') {
-            Some(("password", _)) => "password=********".to_string(),
-            _ => param.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", params.join("&"))
+    settings::Settings::from_params(&params, &defaults)?;
+    tls::versions(&params).map(drop)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Resolves `base` for the database `dbname` with the process environment, reading
+/// the service and password files now. `dbname` wins over any dbname in `base`, a
+/// service file or `PGDATABASE`.
+pub fn resolve(base: &ConnStr, dbname: &str, defaults: &Defaults) -> Result<Target, ConnInfoError> {
+    resolve_with(base, dbname, defaults, &process_env)
+}
 
-    /// Passwords in key=value form are masked, quoted or not, other keys kept.
-    #[test]
-    fn redacts_key_value() {
-        assert_eq!(
-            redact("host=a password=secret user=b"),
-            "host=a password=******** user=b"
-        );
-        assert_eq!(
-            redact("password = 'se cr\\'et' port=1"),
-            "password =******** port=1"
-        );
-        assert_eq!(redact("mypassword=x"), "mypassword=x");
-        assert_eq!(redact("password=s3"), "password=********");
-    }
-
-    /// URI passwords are masked in the authority and in the query.
-    #[test]
-    fn redacts_uri() {
-        assert_eq!(
-            redact("postgresql://u:secret@h:5432/db"),
-            "postgresql://u:********@h:5432/db"
-        );
-        assert_eq!(
-            redact("postgres://h/db?password=x&sslmode=require"),
-            "postgres://h/db?password=********&sslmode=require"
-        );
-        assert_eq!(redact("postgres://u@h"), "postgres://u@h");
-    }
-
-    /// Neither Display nor Debug shows the password.
-    #[test]
-    fn conn_str_never_shows_password() {
-        let c = ConnStr::new("host=x password=hunter2");
-        assert!(!format!("{c} {c:?}").contains("hunter2"));
-        assert_eq!(c.expose(), "host=x password=hunter2");
-    }
+/// [`resolve`] with the environment looked up through `env` (for tests).
+pub fn resolve_with(
+    base: &ConnStr,
+    dbname: &str,
+    defaults: &Defaults,
+    env: Env<'_>,
+) -> Result<Target, ConnInfoError> {
+    target::resolve_with(base, dbname, defaults, env)
 }
