@@ -1,11 +1,14 @@
-//! Running as a process: start-up (logging, config), the pidfile, and `-s`/`-k`/`-r`.
+//! Running as a process: start-up (logging, config, pidfile), daemonizing before the
+//! runtime exists, the runtime itself, and `-s`/`-k`/`-r`.
 
-use std::path::Path;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{ForkResult, Pid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -13,11 +16,14 @@ use tracing::{error, info, warn};
 use crate::cli::{ControlSignal, RunOptions};
 use crate::config::{self, Config};
 use crate::logging::{self, ConsoleOptions, LogHandle};
+use crate::notify;
+use crate::pidfile::{self, Holder, Pidfile};
 use crate::signals::SignalHandler;
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
 
 /// `-s`, `-k`, `-r`: signal the daemon whose pid is in the configured pidfile.
+/// Messages go to stderr and the exit code is 0, as with pgqd 3.5.
 pub fn signal_running(config_path: &Path, signal: ControlSignal) -> ExitCode {
     let config = match config::load(config_path) {
         Ok(loaded) => loaded.config,
@@ -26,12 +32,28 @@ pub fn signal_running(config_path: &Path, signal: ControlSignal) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some(_pidfile) = config.pidfile else {
+    let Some(path) = config.pidfile else {
         eprintln!("No pidfile configured");
         return ExitCode::FAILURE;
     };
-    let _ = signal;
-    eprintln!("Old process is not running");
+    let (signal, name) = match signal {
+        ControlSignal::Stop => (Signal::SIGINT, "SIGINT"),
+        ControlSignal::Kill => (Signal::SIGTERM, "SIGTERM"),
+        ControlSignal::Reload => (Signal::SIGHUP, "SIGHUP"),
+    };
+    match pidfile::holder(&path) {
+        Holder::Running(pid) => match kill(Pid::from_raw(pid), signal) {
+            Ok(()) => eprintln!("{name} sent"),
+            Err(e) => {
+                eprintln!("cannot send {name} to {pid}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Holder::Foreign(pid) => {
+            eprintln!("Old process is not running (pid {pid} is another program now)")
+        }
+        Holder::NotRunning => eprintln!("Old process is not running"),
+    }
     ExitCode::SUCCESS
 }
 
@@ -41,7 +63,10 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
         verbose: options.verbose,
         quiet: options.quiet,
     });
-    let config = match load_for_run(config_path, &log) {
+    // Absolute, so a reload finds the file after a daemon's chdir-free fork as well.
+    let config_path =
+        std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let config = match load_for_run(&config_path, &log, options.daemon) {
         Ok(config) => config,
         Err(reason) => {
             error!("{reason}");
@@ -50,32 +75,149 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
         }
     };
     info!("Starting pgqd {}", crate::VERSION);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            error!(fatal = true, "cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    let ready_pipe = if options.daemon {
+        match daemonize() {
+            Ok(Some(pipe)) => Some(pipe),
+            Ok(None) => unreachable!("daemonize returns only in the daemon"),
+            Err(e) => return fatal(&format!("cannot daemonize: {e}")),
+        }
+    } else {
+        None
+    };
+    let started = start(&config, ready_pipe.is_some(), &log);
+    let (pidfile, runtime) = match started {
+        Ok(parts) => parts,
+        Err(reason) => {
+            report_ready(ready_pipe, Err(&reason));
+            return fatal(&reason);
         }
     };
-    runtime.block_on(serve(config, config_path.to_path_buf(), log))
+    report_ready(ready_pipe, Ok(()));
+    let code = runtime.block_on(serve(
+        config,
+        config_path,
+        log,
+        pidfile.as_ref().map(|p| p.path().to_path_buf()),
+    ));
+    drop(pidfile);
+    code
 }
 
-/// Loads and validates the config and opens its log destinations.
-fn load_for_run(config_path: &Path, log: &LogHandle) -> Result<Config, String> {
+fn fatal(reason: &str) -> ExitCode {
+    error!(fatal = true, "{reason}");
+    ExitCode::FAILURE
+}
+
+/// Loads and validates the config and opens its log destinations; with `-d`, checks
+/// what a daemon needs, as pgqd 3.5.
+fn load_for_run(config_path: &Path, log: &LogHandle, daemon: bool) -> Result<Config, String> {
     let loaded = config::load(config_path).map_err(|e| e.to_string())?;
     for warning in &loaded.warnings {
         warn!("{} ({})", warning.message, warning.origin);
     }
-    log.apply(&loaded.config)?;
-    Ok(loaded.config)
+    let config = loaded.config;
+    if daemon && config.pidfile.is_none() {
+        return Err("daemon needs pidfile configured".into());
+    }
+    if daemon && config.logfile.is_none() && config.syslog == 0 {
+        return Err("daemon needs logging configured".into());
+    }
+    log.apply(&config)?;
+    Ok(config)
+}
+
+/// Takes the pidfile and builds the runtime (after any fork: forking a running tokio
+/// runtime is undefined behaviour).
+fn start(
+    config: &Config,
+    daemon: bool,
+    log: &LogHandle,
+) -> Result<(Option<Pidfile>, tokio::runtime::Runtime), String> {
+    let pidfile = match &config.pidfile {
+        Some(path) => Some(Pidfile::create(path, || info!("stale pidfile, removing"))?),
+        None => None,
+    };
+    if daemon {
+        log.disable_console();
+        redirect_stdio().map_err(|e| format!("cannot redirect stdio to /dev/null: {e}"))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    Ok((pidfile, runtime))
+}
+
+/// Forks into the background. The parent waits on a pipe until the daemon reports
+/// that it has started (pidfile written, logs open) or why it could not, and exits 0
+/// or 1 accordingly; pgqd 3.5's parent exits 0 before the daemon has done anything.
+/// Returns the write end of that pipe in the daemon.
+fn daemonize() -> Result<Option<OwnedFd>, nix::Error> {
+    let (read_end, write_end) = nix::unistd::pipe()?;
+    // SAFETY: no other threads exist yet (the runtime is built after this), so the
+    // child may run arbitrary code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { .. } => {
+            drop(write_end);
+            std::process::exit(wait_for_daemon(read_end));
+        }
+        ForkResult::Child => {}
+    }
+    drop(read_end);
+    nix::unistd::setsid()?;
+    // A second fork, so the daemon is not a session leader and never gets a terminal.
+    // SAFETY: as above, still single-threaded.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => Ok(Some(write_end)),
+    }
+}
+
+/// In the parent: reads the daemon's verdict; an empty pipe means it died.
+fn wait_for_daemon(read_end: OwnedFd) -> i32 {
+    let mut verdict = String::new();
+    let _ = std::fs::File::from(read_end).read_to_string(&mut verdict);
+    match verdict.strip_prefix("OK") {
+        Some(_) => 0,
+        None if verdict.is_empty() => {
+            eprintln!("pgqd: the daemon exited during start-up; see its log");
+            1
+        }
+        None => {
+            eprintln!("pgqd: {}", verdict.trim_end());
+            1
+        }
+    }
+}
+
+fn report_ready(pipe: Option<OwnedFd>, result: Result<(), &str>) {
+    let Some(pipe) = pipe else { return };
+    let message = match result {
+        Ok(()) => "OK\n".to_string(),
+        Err(reason) => format!("{reason}\n"),
+    };
+    let _ = std::fs::File::from(pipe).write_all(message.as_bytes());
+}
+
+fn redirect_stdio() -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(())
 }
 
 /// The async part: signal handling and the supervisor, on one current-thread runtime
 /// (the work is almost all waiting; one thread keeps memory and CPU low).
-async fn serve(config: Config, config_path: PathBuf, log: LogHandle) -> ExitCode {
+async fn serve(
+    config: Config,
+    config_path: PathBuf,
+    log: LogHandle,
+    pidfile: Option<PathBuf>,
+) -> ExitCode {
     let shutdown = CancellationToken::new();
     let (control_tx, control_rx) = mpsc::channel(4);
     let handler = SignalHandler {
@@ -83,7 +225,11 @@ async fn serve(config: Config, config_path: PathBuf, log: LogHandle) -> ExitCode
         log,
         control: control_tx,
         shutdown: shutdown.clone(),
-        on_fast_exit: Box::new(|| {}),
+        on_fast_exit: Box::new(move || {
+            if let Some(path) = &pidfile {
+                pidfile::remove_own(path);
+            }
+        }),
     };
     tokio::spawn(async move {
         if let Err(e) = handler.run().await {
@@ -91,6 +237,12 @@ async fn serve(config: Config, config_path: PathBuf, log: LogHandle) -> ExitCode
         }
     });
     let stats = Arc::new(Stats::default());
+    let stale_after = (config.ticker_period * 10).max(config.ticker_timeout * 3);
+    tokio::spawn(notify::watchdog(
+        stats.clone(),
+        stale_after,
+        shutdown.clone(),
+    ));
     Supervisor::new(config, stats, shutdown, control_rx)
         .run()
         .await;

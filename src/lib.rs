@@ -15,6 +15,7 @@
 //! - `database`: one database: probe pgq, tick, and run housekeeping alongside.
 //! - `housekeeping`: a database's retry and maintenance jobs on one kept connection.
 //! - `jobs`: one turn of each job (`ticker`, `retry`, `maint`) and its SQL.
+//! - `pidfile`: the pidfile and finding the running daemon.
 //! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
 //! - `schedule`: fixed-rate periods and capped backoff.
 //! - `stats`: counters and per-database state, in one place.
@@ -31,6 +32,7 @@ pub mod jobs;
 pub mod logging;
 pub mod notify;
 pub mod pg;
+pub mod pidfile;
 pub mod schedule;
 pub mod signals;
 pub mod stats;
