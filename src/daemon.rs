@@ -231,11 +231,13 @@ async fn serve(
             }
         }),
     };
-    tokio::spawn(async move {
-        if let Err(e) = handler.run().await {
-            error!("cannot install signal handlers: {e}");
+    match handler.install() {
+        Ok(signals) => drop(tokio::spawn(signals)),
+        Err(e) => {
+            error!(fatal = true, "cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
         }
-    });
+    }
     let stats = Arc::new(Stats::default());
     let stale_after = (config.ticker_period * 10).max(config.ticker_timeout * 3);
     tokio::spawn(notify::watchdog(

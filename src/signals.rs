@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -29,10 +29,16 @@ pub struct SignalHandler {
 }
 
 impl SignalHandler {
-    pub async fn run(self) -> std::io::Result<()> {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+    /// Installs the handlers now (inside the runtime, before any database work, so an
+    /// early SIGHUP cannot kill the process) and returns the loop that serves them.
+    pub fn install(self) -> std::io::Result<impl std::future::Future<Output = ()>> {
+        let interrupt = signal(SignalKind::interrupt())?;
+        let terminate = signal(SignalKind::terminate())?;
+        let hangup = signal(SignalKind::hangup())?;
+        Ok(self.run(interrupt, terminate, hangup))
+    }
+
+    async fn run(self, mut interrupt: Signal, mut terminate: Signal, mut hangup: Signal) {
         loop {
             tokio::select! {
                 _ = interrupt.recv() => {
@@ -75,5 +81,6 @@ impl SignalHandler {
             .control
             .send(Control::Reload(Box::new(loaded.config)))
             .await;
+        info!("config reloaded");
     }
 }

@@ -5,3 +5,4 @@ mod harness;
 mod cli;
 mod cluster;
 mod engine;
+mod service;
