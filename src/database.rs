@@ -2,21 +2,20 @@
 //! housekeeping (retry and maintenance) runs concurrently on a second one, so a slow
 //! VACUUM never delays a tick. The task's state is explicit ([`State`]).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, trace, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::config::Config;
 use crate::conninfo::Target;
 use crate::housekeeping::Housekeeping;
-use crate::jobs::{Limits, ticker};
 use crate::pg::{PgError, Session};
-use crate::schedule::{Backoff, Every, spread};
+use crate::schedule::Backoff;
 use crate::stats::{DbState, Stats};
+use crate::ticking::Ticking;
 
 const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
 const PGQ_VERSION: &str = "select pgq.version()";
@@ -27,7 +26,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const PROMOTION_POLL: Duration = Duration::from_secs(1);
 
 /// What the database task does next; each state owns what it needs.
-enum State {
+pub(crate) enum State {
     Probing,
     NoPgq,
     Standby(Session),
@@ -145,7 +144,7 @@ impl Outage {
 
 /// The long-running task of one database.
 pub struct DbTask {
-    ctx: DbContext,
+    pub(crate) ctx: DbContext,
     backoff: Backoff,
     outage: Outage,
 }
@@ -262,7 +261,7 @@ impl DbTask {
 
     /// The next state after an error: fast reconnect for a lost connection, a wait of
     /// check_period for a refusal or an unexpected error.
-    fn failed(&mut self, job: &str, error: PgError) -> State {
+    pub(crate) fn failed(&mut self, job: &str, error: PgError) -> State {
         if matches!(error, PgError::Shutdown) {
             return State::Stopped;
         }
@@ -285,7 +284,7 @@ impl DbTask {
             ..self.ctx.clone()
         });
         let handle = tokio::spawn(housekeeping.run().in_current_span());
-        let next = Ticker::new(self, session).run().await;
+        let next = Ticking::new(self, session).run().await;
         housekeeping_stop.cancel();
         if let Err(e) = handle.await {
             error!(
@@ -305,135 +304,6 @@ fn version_ok(version: &str) -> bool {
         .next()
         .and_then(|m| m.trim().parse::<u32>().ok());
     major.is_some_and(|m| m >= 3)
-}
-
-/// The ticking phase of a database task.
-struct Ticker<'a> {
-    task: &'a mut DbTask,
-    session: Session,
-    /// Queues that failed in the per-queue fallback, so each is logged once.
-    failing: BTreeSet<String>,
-    /// The last all-queues error, logged once until ticking recovers.
-    fallback_cause: Option<String>,
-}
-
-impl<'a> Ticker<'a> {
-    fn new(task: &'a mut DbTask, session: Session) -> Self {
-        Ticker {
-            task,
-            session,
-            failing: BTreeSet::new(),
-            fallback_cause: None,
-        }
-    }
-
-    async fn run(mut self) -> State {
-        let config = self.task.ctx.config();
-        let mut every = Every::new(config.ticker_period);
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = self.task.ctx.shutdown.cancelled() => return State::Stopped,
-            }
-            let config = self.task.ctx.config();
-            every.set_period(config.ticker_period);
-            if let Some(next) = self.turn(&config).await {
-                return next;
-            }
-        }
-    }
-
-    /// One ticker turn; `Some(state)` ends the ticking phase.
-    async fn turn(&mut self, config: &Config) -> Option<State> {
-        let lifetime = spread(config.connection_lifetime, &self.task.ctx.name);
-        if self.session.age() >= lifetime || self.session.is_closed() {
-            debug!(
-                "replacing the ticker connection (age {:?})",
-                self.session.age()
-            );
-            match self.task.ctx.connect().await {
-                None => return Some(State::Stopped),
-                Some(Ok(session)) => self.session = session,
-                Some(Err(e)) => return Some(self.task.failed("ticker", e)),
-            }
-        }
-        let limits = Limits {
-            timeout: config.ticker_timeout,
-            shutdown: self.task.ctx.shutdown.clone(),
-        };
-        match ticker::tick(&self.session, &limits).await {
-            Ok(outcome) => {
-                self.record(outcome);
-                None
-            }
-            Err(PgError::Shutdown) => Some(State::Stopped),
-            Err(e) if e.is_missing_object() => {
-                warn!(
-                    job = "ticker",
-                    sqlstate = e.sqlstate(),
-                    query = ticker::TICK_ALL,
-                    "pgq is gone: {e}"
-                );
-                Some(State::Probing)
-            }
-            Err(e) => Some(self.task.failed("ticker", e)),
-        }
-    }
-
-    fn record(&mut self, outcome: ticker::TickOutcome) {
-        match outcome {
-            ticker::TickOutcome::All(queues) => {
-                trace!("ticker: {queues} queues ticked");
-                if self.fallback_cause.take().is_some() {
-                    info!(job = "ticker", "pgq.ticker() works again for all queues");
-                }
-                self.failing.clear();
-                self.task.ctx.stats.ticked(&self.task.ctx.name);
-            }
-            ticker::TickOutcome::Fallback {
-                cause,
-                failed,
-                ticked,
-            } => {
-                let cause_text = cause.to_string();
-                if self.fallback_cause.as_deref() != Some(&cause_text) {
-                    error!(
-                        job = "ticker",
-                        sqlstate = cause.sqlstate(),
-                        query = ticker::TICK_ALL,
-                        "ticker failed, ticking each queue on its own: {cause_text}"
-                    );
-                    self.fallback_cause = Some(cause_text);
-                }
-                self.note_failing_queues(failed);
-                if ticked > 0 {
-                    self.task.ctx.stats.ticked(&self.task.ctx.name);
-                }
-            }
-        }
-    }
-
-    fn note_failing_queues(&mut self, failed: Vec<(String, PgError)>) {
-        let now: BTreeSet<String> = failed.iter().map(|(q, _)| q.clone()).collect();
-        for (queue, e) in &failed {
-            if !self.failing.contains(queue) {
-                error!(
-                    job = "ticker",
-                    queue = queue.as_str(),
-                    sqlstate = e.sqlstate(),
-                    "ticker failed for queue {queue}: {e}"
-                );
-            }
-        }
-        for queue in self.failing.difference(&now) {
-            info!(
-                job = "ticker",
-                queue = queue.as_str(),
-                "queue {queue} ticks again"
-            );
-        }
-        self.failing = now;
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - `supervisor`: the set of database tasks: discovery cadence, start/stop, reload, shutdown.
 //! - `discovery`: which databases exist.
 //! - `database`: one database: probe pgq, tick, and run housekeeping alongside.
+//! - `ticking`: the ticking phase of a database task.
 //! - `housekeeping`: a database's retry and maintenance jobs on one kept connection.
 //! - `jobs`: one turn of each job (`ticker`, `retry`, `maint`) and its SQL.
 //! - `pidfile`: the pidfile and finding the running daemon.
@@ -37,6 +38,7 @@ pub mod schedule;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;
+pub mod ticking;
 
 /// The version reported by `-V` and in `Starting pgqd X`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
