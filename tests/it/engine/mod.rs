@@ -3,7 +3,9 @@
 //! Every test asserts an outcome visible in the database (ticks, batches, calls,
 //! sessions) or in the daemon's log, and waits for it with a deadline.
 
+mod discovery;
 mod maint;
+mod names;
 mod retry;
 mod ticking;
 

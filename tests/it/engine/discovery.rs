@@ -1,0 +1,137 @@
+//! Which databases are served: auto-detection through initial_database, database_list.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Cluster, Daemon, unique};
+
+use super::{
+    all_ticks, check, detecting, eager_queue, ident, lines_with, pgq_db, pgqd_backends, serving,
+    wait_for,
+};
+
+/// With auto-detection, a database created (with pgq) while the daemon runs is
+/// picked up and ticked, and one dropped with `drop database ... with (force)` is
+/// logged as `Unregister database: [name]`.
+#[test]
+fn new_database_is_served_and_dropped_one_unregistered() {
+    let cluster = Cluster::start();
+    let daemon = Daemon::start(&detecting(
+        &cluster,
+        "postgres",
+        &["check_period = 0.5", "ticker_period = 0.2"],
+    ));
+    daemon.wait_for_log("auto-detecting dbs");
+    let db = pgq_db(&cluster, "late");
+    eager_queue(&cluster, &db, "q");
+    daemon.wait_for_log(&format!("LOG [{db}]: pgq version ok: 3.5"));
+    wait_for(&daemon, "ticks in the new database", || {
+        all_ticks(&cluster, &db) > 2
+    });
+
+    cluster.exec(
+        "postgres",
+        &format!("drop database {} with (force)", ident(&db)),
+    );
+    daemon.wait_for_log(&format!("LOG Unregister database: [{db}]"));
+}
+
+/// A database without pgq is probed again every check_period: installing pgq in it
+/// later is picked up within a few check periods (check_period = 0.5), and it ticks.
+#[test]
+fn pgq_installed_later_is_picked_up() {
+    let cluster = Cluster::start();
+    let db = cluster.create_db("nopgq");
+    let daemon = Daemon::start(&detecting(
+        &cluster,
+        "postgres",
+        &["check_period = 0.5", "ticker_period = 0.2"],
+    ));
+    daemon.wait_for_log(&format!("[{db}]: no pgq schema"));
+    cluster.exec(&db, "create extension pgq");
+    let installed = Instant::now();
+    eager_queue(&cluster, &db, "q");
+    daemon.wait_for_log(&format!("LOG [{db}]: pgq version ok: 3.5"));
+    let noticed = installed.elapsed();
+    wait_for(&daemon, "ticks after pgq was installed", || {
+        all_ticks(&cluster, &db) > 2
+    });
+    check(
+        &daemon,
+        noticed < Duration::from_secs(5),
+        &format!("pgq noticed {noticed:?} after it was installed"),
+    );
+}
+
+/// database_list limits the set: a database with pgq that is not listed gets no
+/// connection and no ticks while a listed one ticks.
+#[test]
+fn database_list_limits_the_set() {
+    let cluster = Cluster::shared();
+    let listed = pgq_db(cluster, "listed");
+    let other = pgq_db(cluster, "unlisted");
+    eager_queue(cluster, &listed, "q");
+    eager_queue(cluster, &other, "q");
+    let other_ticks = all_ticks(cluster, &other);
+    let daemon = Daemon::start(&serving(cluster, &[&listed], &["ticker_period = 0.2"]));
+    let mut observer = cluster.connect("postgres");
+    wait_for(&daemon, "the listed database ticking", || {
+        check(
+            &daemon,
+            pgqd_backends(&mut observer, &other) == 0,
+            "pgqd connected to the unlisted database",
+        );
+        all_ticks(cluster, &listed) > 5
+    });
+    check(
+        &daemon,
+        all_ticks(cluster, &other) == other_ticks,
+        "the unlisted database got ticks",
+    );
+    check(
+        &daemon,
+        !daemon.output().contains(&other),
+        "the unlisted database is named in the log",
+    );
+}
+
+/// A database_list entry that does not exist (here `name  # comment`, as a popular
+/// tutorial writes it) is reported by name about once per check_period, with a hint
+/// that pgqd.ini has no inline comments, not in a reconnect loop; the other listed
+/// database ticks meanwhile.
+#[test]
+fn missing_listed_database_is_reported_once_per_check_period() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "present");
+    eager_queue(cluster, &db, "q");
+    let missing = format!("{}  # my db", unique("absent"));
+    let started = Instant::now();
+    let daemon = Daemon::start(&serving(
+        cluster,
+        &[&db, &missing],
+        &["ticker_period = 0.2", "check_period = 1"],
+    ));
+    let reports = |daemon: &Daemon| {
+        lines_with(
+            &daemon.output(),
+            &[
+                &format!("[{missing}]: "),
+                "does not exist",
+                "no inline comments",
+            ],
+        )
+    };
+    wait_for(&daemon, "three reports of the missing database", || {
+        reports(&daemon) >= 3
+    });
+    let allowed = 2 * started.elapsed().as_secs() as usize + 2;
+    check(
+        &daemon,
+        reports(&daemon) <= allowed,
+        &format!("more than {allowed} reports in {:?}", started.elapsed()),
+    );
+    check(
+        &daemon,
+        all_ticks(cluster, &db) > 2,
+        "the present database ticks",
+    );
+}
