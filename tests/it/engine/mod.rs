@@ -3,9 +3,12 @@
 //! Every test asserts an outcome visible in the database (ticks, batches, calls,
 //! sessions) or in the daemon's log, and waits for it with a deadline.
 
+mod connections;
 mod discovery;
+mod isolation;
 mod maint;
 mod names;
+mod recovery;
 mod retry;
 mod ticking;
 

@@ -1,0 +1,172 @@
+//! Connections: kept rather than churned, at most two per database, templates not held.
+
+use std::time::Duration;
+
+use crate::harness::{Cluster, Daemon};
+
+use super::{check, detecting, eager_queue, pgq_db, pgqd_backends, serving, wait_for};
+
+/// `pgq.<name>()` calls counted by the server in the database `client` is connected to.
+fn pgq_calls(client: &mut postgres::Client, name: &str) -> i64 {
+    client
+        .query_one(
+            "select coalesce(sum(calls), 0)::int8 from pg_stat_user_functions where schemaname = 'pgq' and funcname = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Sessions ever opened on the cluster, and the pgqd backends now connected (pid and
+/// start time), read on the one long-lived `observer` connection.
+fn sessions(observer: &mut postgres::Client) -> (i64, Vec<(i32, std::time::SystemTime)>) {
+    observer
+        .batch_execute("select pg_stat_clear_snapshot()")
+        .unwrap();
+    let total = observer
+        .query_one("select sum(sessions)::int8 from pg_stat_database", &[])
+        .unwrap()
+        .get(0);
+    let backends = observer
+        .query(
+            "select pid, backend_start from pg_stat_activity where application_name = 'pgqd' order by pid",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    (total, backends)
+}
+
+/// Steady state opens no sessions: with database_list set (no discovery) and
+/// retry_period = maint_period = 1, over 10 s of ticking, retry and maintenance in two
+/// databases, `pg_stat_database.sessions` does not grow and the pgqd backends stay the
+/// same processes (pgqd 3.5 opens a new connection for every retry and maint round).
+#[test]
+fn steady_state_opens_no_sessions() {
+    let cluster = Cluster::start();
+    let dbs = [pgq_db(&cluster, "steady"), pgq_db(&cluster, "steady")];
+    for db in &dbs {
+        eager_queue(&cluster, db, "q");
+    }
+    let daemon = Daemon::start(&serving(
+        &cluster,
+        &[&dbs[0], &dbs[1]],
+        &[
+            "ticker_period = 0.2",
+            "retry_period = 1",
+            "maint_period = 1",
+        ],
+    ));
+    let mut clients: Vec<postgres::Client> = dbs.iter().map(|db| cluster.connect(db)).collect();
+    let mut observer = cluster.connect("postgres");
+    wait_for(
+        &daemon,
+        "two pgqd connections per database, maintenance done",
+        || {
+            let held = dbs.iter().map(|db| pgqd_backends(&mut observer, db));
+            held.sum::<i64>() == 4
+                && clients
+                    .iter_mut()
+                    .all(|c| pgq_calls(c, "maint_operations") > 0)
+        },
+    );
+    let work = |clients: &mut Vec<postgres::Client>| -> Vec<[i64; 3]> {
+        clients
+            .iter_mut()
+            .map(|c| ["ticker", "maint_retry_events", "maint_operations"].map(|f| pgq_calls(c, f)))
+            .collect()
+    };
+    let (sessions_before, backends_before) = sessions(&mut observer);
+    let work_before = work(&mut clients);
+    std::thread::sleep(Duration::from_secs(10)); // the measured window
+    let work_after = work(&mut clients);
+    let (sessions_after, backends_after) = sessions(&mut observer);
+
+    for (before, after) in work_before.iter().zip(&work_after) {
+        check(
+            &daemon,
+            after[0] >= before[0] + 20 && after[1] >= before[1] + 5 && after[2] >= before[2] + 5,
+            &format!("ticker, retry, maint calls went from {before:?} to {after:?} in 10 s"),
+        );
+    }
+    check(
+        &daemon,
+        sessions_after == sessions_before,
+        &format!("{} new sessions in 10 s", sessions_after - sessions_before),
+    );
+    check(
+        &daemon,
+        backends_after == backends_before,
+        &format!("pgqd backends changed: {backends_before:?} -> {backends_after:?}"),
+    );
+}
+
+/// pgqd holds at most 2 connections per database (ticker; retry and maintenance
+/// share one), checked all along several quick retry and maintenance rounds.
+#[test]
+fn at_most_two_connections_per_database() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "conns");
+    eager_queue(cluster, &db, "q");
+    let daemon = Daemon::start(&serving(
+        cluster,
+        &[&db],
+        &[
+            "ticker_period = 0.1",
+            "retry_period = 0.2",
+            "maint_period = 0.2",
+        ],
+    ));
+    let mut observer = cluster.connect("postgres");
+    let mut client = cluster.connect(&db);
+    let mut most = 0;
+    wait_for(&daemon, "several maintenance rounds", || {
+        let held = pgqd_backends(&mut observer, &db);
+        check(
+            &daemon,
+            held <= 2,
+            &format!("{held} pgqd connections to {db}"),
+        );
+        most = most.max(held);
+        pgq_calls(&mut client, "maint_operations") >= 10
+    });
+    check(
+        &daemon,
+        most == 2,
+        "ticker and housekeeping connections seen",
+    );
+}
+
+/// A template database is never held open: with initial_database = template1 (and
+/// pgq installed in it, so every copy gets pgq and is served), `create database`
+/// (which copies template1 and fails if anyone is connected to it for 5 s) succeeds
+/// again and again while the daemon lists databases every 0.5 s.
+#[test]
+fn template_database_is_not_held_open() {
+    let cluster = Cluster::start();
+    cluster.exec("template1", "create extension pgq");
+    let daemon = Daemon::start(&detecting(
+        &cluster,
+        "template1",
+        &["check_period = 0.5", "ticker_period = 0.2"],
+    ));
+    daemon.wait_for_log("[postgres]: no pgq schema");
+    for round in 0..4 {
+        let name = format!("copy_{round}");
+        let mut admin = cluster.connect("postgres");
+        if let Err(e) = admin.batch_execute(&format!("create database {name}")) {
+            panic!(
+                "create database {name}: {e}; pgqd output:\n{}",
+                daemon.output()
+            );
+        }
+        daemon.wait_for_log(&format!("LOG [{name}]: pgq version ok"));
+    }
+    check(
+        &daemon,
+        !daemon.output().contains("[template1]: pgq version ok"),
+        "a template database is served",
+    );
+}
