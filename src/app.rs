@@ -41,19 +41,26 @@ fn dispatch(command: Command) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `--check`: load and validate, print warnings and the effective settings.
+/// `--check`: load and validate (base_connstr included, without connecting), print
+/// warnings and the effective settings.
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok(Loaded { config, warnings }) => {
-            for warning in warnings {
-                eprintln!("WARNING {} ({})", warning.message, warning.origin);
-            }
-            print!("{}", config.effective());
-            ExitCode::SUCCESS
-        }
+    let Loaded { config, warnings } = match config::load(path) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("ERROR {error}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    for warning in warnings {
+        eprintln!("WARNING {} ({})", warning.message, warning.origin);
     }
+    if let Some(warning) = crate::conninfo::exposed_password(path, &config.base_connstr) {
+        eprintln!("WARNING {warning}");
+    }
+    if let Err(error) = crate::conninfo::validate(&config.base_connstr) {
+        eprintln!("ERROR base_connstr: {error}");
+        return ExitCode::FAILURE;
+    }
+    print!("{}", config.effective());
+    ExitCode::SUCCESS
 }

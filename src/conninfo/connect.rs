@@ -90,7 +90,10 @@ impl std::fmt::Display for HostFailures {
 struct Failure {
     label: String,
     reasons: Vec<Reason>,
+    /// The password file the password came from, for libpq's hint on a failed login.
     passfile: Option<std::path::PathBuf>,
+    /// The trusted roots, named when the server certificate was refused.
+    roots: Option<String>,
 }
 
 impl std::fmt::Display for Failure {
@@ -102,23 +105,37 @@ impl std::fmt::Display for Failure {
             .reasons
             .iter()
             .any(|r| r.code() == Some(&SqlState::INVALID_PASSWORD));
-        match &self.passfile {
-            Some(path) if login_failed => {
-                write!(f, " (password retrieved from file \"{}\")", path.display())
-            }
-            _ => Ok(()),
+        if let Some(path) = self.passfile.as_ref().filter(|_| login_failed) {
+            write!(f, " (password retrieved from file \"{}\")", path.display())?;
         }
+        let refused = self
+            .reasons
+            .iter()
+            .any(|r| r.to_string().contains("invalid peer certificate"));
+        if let Some(roots) = self.roots.as_ref().filter(|_| refused) {
+            write!(f, " (server certificate checked against {roots})")?;
+        }
+        Ok(())
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum Reason {
-    #[error("{}", super::describe_pg_error(.0))]
+    #[error("{}", describe(.0))]
     Postgres(tokio_postgres::Error),
     #[error("timeout expired after {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
     Session(&'static str),
+}
+
+/// A connection error in libpq's words where tokio-postgres has its own.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let text = super::describe_pg_error(error);
+    if text == "invalid configuration: password missing" {
+        return "fe_sendauth: no password supplied".into();
+    }
+    text
 }
 
 impl Reason {
@@ -141,14 +158,9 @@ impl Target {
         let mut failures = Vec::new();
         for &want in passes {
             for index in self.order() {
-                let endpoint = &self.endpoints[index];
-                match self.connect_host(endpoint, want).await {
+                match self.connect_host(&self.endpoints[index], want).await {
                     Ok(connected) => return Ok(connected),
-                    Err(reasons) => failures.push(Failure {
-                        label: endpoint.label.clone(),
-                        reasons,
-                        passfile: endpoint.passfile.clone(),
-                    }),
+                    Err(failure) => failures.push(failure),
                 }
             }
         }
@@ -164,12 +176,25 @@ impl Target {
         order
     }
 
-    /// One host, with libpq's TLS fallbacks.
+    /// One host, with its password file read now and libpq's TLS fallbacks.
     async fn connect_host(
         &self,
         endpoint: &Endpoint,
         want: SessionAttrs,
-    ) -> Result<Connected, Vec<Reason>> {
+    ) -> Result<Connected, Failure> {
+        let mut config = endpoint.config.clone();
+        let from_file = (endpoint.passfile.as_ref())
+            .and_then(|lookup| Some((lookup.find().password?, lookup.path.clone())));
+        let passfile = from_file.map(|(password, path)| {
+            config.password(password);
+            path
+        });
+        let failure = |reasons| Failure {
+            label: endpoint.label.clone(),
+            reasons,
+            passfile: passfile.clone(),
+            roots: self.roots.clone(),
+        };
         let (first, fallback) = match (endpoint.socket, self.sslmode) {
             (true, _) | (_, SslMode::Disable) => (PgSslMode::Disable, None),
             (false, SslMode::Allow) => (PgSslMode::Disable, Some(PgSslMode::Require)),
@@ -177,7 +202,7 @@ impl Target {
             (false, _) => (PgSslMode::Require, None),
         };
         let used_tls = Arc::new(AtomicBool::new(false));
-        let error = match self.attempt(endpoint, first, want, &used_tls).await {
+        let error = match self.attempt(&config, first, want, &used_tls).await {
             Ok(connected) => return Ok(connected),
             Err(error) => error,
         };
@@ -187,23 +212,23 @@ impl Target {
             _ => false,
         };
         let Some(fallback) = fallback.filter(|_| retry) else {
-            return Err(vec![error]);
+            return Err(failure(vec![error]));
         };
-        match self.attempt(endpoint, fallback, want, &used_tls).await {
+        match self.attempt(&config, fallback, want, &used_tls).await {
             Ok(connected) => Ok(connected),
-            Err(second) => Err(vec![error, second]),
+            Err(second) => Err(failure(vec![error, second])),
         }
     }
 
     /// One connection attempt, within the connect timeout.
     async fn attempt(
         &self,
-        endpoint: &Endpoint,
+        config: &tokio_postgres::Config,
         mode: PgSslMode,
         want: SessionAttrs,
         used_tls: &Arc<AtomicBool>,
     ) -> Result<Connected, Reason> {
-        let mut config = endpoint.config.clone();
+        let mut config = config.clone();
         config.ssl_mode(mode);
         let tls = self.tls.clone().filter(|_| mode != PgSslMode::Disable);
         let work = async {

@@ -103,6 +103,19 @@ pub fn redact(text: &str) -> String {
     redact::redact(text)
 }
 
+/// A warning when `file` (a config file) holds the password of `base` and group or
+/// others may read it, in the spirit of libpq's check on the password file.
+pub fn exposed_password(file: &std::path::Path, base: &ConnStr) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode();
+    (base.has_password() && mode & 0o077 != 0).then(|| {
+        format!(
+            "config file \"{}\" holds a password in base_connstr and has group or world access; permissions should be u=rw (0600) or less",
+            file.display()
+        )
+    })
+}
+
 /// Settings the daemon adds unless the connection settings say otherwise.
 #[derive(Debug, Clone)]
 pub struct Defaults {

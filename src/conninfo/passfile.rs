@@ -3,8 +3,52 @@
 //! `\:` and `\\` escapes, `#` comment lines, first match wins. A file that group or
 //! others can read is ignored with a warning, and so is one that is not a plain file.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One host's password file look-up, made again at every connection as libpq reads
+/// the file at every connection attempt (a changed password is picked up on the next
+/// reconnect).
+#[derive(Debug, Clone)]
+pub(super) struct Lookup {
+    pub path: PathBuf,
+    pub host: String,
+    pub port: String,
+    pub dbname: String,
+    pub user: String,
+}
+
+impl Lookup {
+    /// Reads the file; a warning is logged the first time this process meets it.
+    pub fn find(&self) -> Found {
+        let wanted = Wanted {
+            host: &self.host,
+            port: &self.port,
+            dbname: &self.dbname,
+            user: &self.user,
+        };
+        let found = lookup(&self.path, &wanted);
+        if let Some(warning) = &found.warning {
+            log_once(warning);
+        }
+        found
+    }
+}
+
+/// Logs `warning` unless this process already did: a database reconnects often, and
+/// one line per file per run is enough.
+fn log_once(warning: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(warning.to_string())
+    {
+        tracing::warn!("{warning}");
+    }
+}
 
 /// What a password is looked up for. `host` is already mapped the libpq way: a unix
 /// socket in the default directory (or no host at all) is `localhost`.

@@ -5,9 +5,7 @@
 //! The database name is set on each config, never pasted into the string, so any name
 //! works (quotes, spaces, `#`) and URIs stay valid: pgqd 3.5 appends `dbname='x'`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::config::TargetSessionAttrs;
@@ -16,7 +14,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::env::{self, Env};
 use super::error::ConnInfoError;
 use super::params::Params;
-use super::passfile::{self, Wanted};
+use super::passfile::Lookup;
 use super::settings::{Host, SOCKET_DIRS, SessionAttrs, Settings, SslMode};
 use super::tls::{self, Verification};
 use super::{ConnStr, Defaults};
@@ -31,6 +29,8 @@ pub struct Target {
     pub(super) endpoints: Vec<Endpoint>,
     pub(super) tls: Option<MakeRustlsConnect>,
     pub(super) verification: Option<Verification>,
+    /// The trusted roots, when the server certificate is verified.
+    pub(super) roots: Option<String>,
     pub(super) sslmode: SslMode,
     pub(super) attrs: SessionAttrs,
     pub(super) timeout: Option<Duration>,
@@ -45,8 +45,8 @@ pub(super) struct Endpoint {
     /// libpq's way of naming it in errors: `server on socket "..."` or `server at "h", port N`.
     pub label: String,
     pub socket: bool,
-    /// The password file the password came from, for the hint on a failed login.
-    pub passfile: Option<PathBuf>,
+    /// Where to look the password up when none is set.
+    pub passfile: Option<Lookup>,
 }
 
 impl std::fmt::Debug for Target {
@@ -56,14 +56,7 @@ impl std::fmt::Debug for Target {
             .field("servers", &self.servers())
             .field("dbname", &first.get_dbname().unwrap_or_default())
             .field("user", &first.get_user().unwrap_or_default())
-            .field(
-                "password",
-                &if first.get_password().is_some() {
-                    "********"
-                } else {
-                    "(none)"
-                },
-            )
+            .field("password", &password_source(&self.endpoints[0]))
             .field("sslmode", &self.sslmode)
             .field("verification", &self.verification)
             .field("target_session_attrs", &self.attrs)
@@ -79,7 +72,7 @@ impl Target {
     }
 
     /// Warnings found while resolving (a password file with loose permissions).
-    /// Each is also logged, once per run.
+    /// Each is also logged, once per run per file.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -120,11 +113,11 @@ pub(super) fn resolve_with(
         .iter()
         .map(|(host, port)| endpoint(&params, &settings, host, *port, dbname, env, &mut warnings))
         .collect();
-    log_once(&warnings);
     Ok(Target {
         endpoints,
-        verification: tls.as_ref().map(|(_, v)| *v),
-        tls: tls.map(|(t, _)| t),
+        verification: tls.as_ref().map(|t| t.verification),
+        roots: tls.as_ref().and_then(|t| t.roots.clone()),
+        tls: tls.map(|t| t.connector),
         sslmode: settings.sslmode,
         attrs: settings.session_attrs,
         timeout: settings.connect_timeout,
@@ -172,18 +165,16 @@ fn endpoint(
     if let Some(password) = params.non_empty("password") {
         config.password(password);
     } else if let Some(path) = passfile_path(params, env) {
-        let wanted = Wanted {
-            host: &passfile_host,
-            port: &port.to_string(),
-            dbname,
-            user: &settings.user,
+        let lookup = Lookup {
+            path,
+            host: passfile_host,
+            port: port.to_string(),
+            dbname: dbname.to_string(),
+            user: settings.user.clone(),
         };
-        let found = passfile::lookup(&path, &wanted);
+        let found = lookup.find();
         warnings.extend(found.warning.filter(|w| !warnings.contains(w)));
-        if let Some(password) = found.password {
-            config.password(password);
-            passfile = Some(path);
-        }
+        passfile = Some(lookup);
     }
     Endpoint {
         config,
@@ -242,15 +233,11 @@ fn socket_passfile_host(dir: &std::path::Path) -> String {
     dir.display().to_string()
 }
 
-/// Logs each warning the first time this process sees it: the engine resolves for
-/// every connection, and one line per file per run is enough.
-fn log_once(warnings: &[String]) {
-    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    let seen = seen.get_or_insert_with(HashSet::new);
-    for warning in warnings {
-        if seen.insert(warning.clone()) {
-            tracing::warn!("{warning}");
-        }
+/// How the endpoint gets its password, for Debug.
+fn password_source(endpoint: &Endpoint) -> String {
+    match (&endpoint.config.get_password(), &endpoint.passfile) {
+        (Some(_), _) => "********".into(),
+        (None, Some(lookup)) => format!("(password file {})", lookup.path.display()),
+        (None, None) => "(none)".into(),
     }
 }

@@ -42,6 +42,15 @@ fn config(target: &Target, index: usize) -> &tokio_postgres::Config {
     &target.endpoints[index].config
 }
 
+/// The password host `index` would log in with now: set, or from the password file.
+fn password(target: &Target, index: usize) -> Option<String> {
+    let endpoint = &target.endpoints[index];
+    match endpoint.config.get_password() {
+        Some(set) => Some(String::from_utf8(set.to_vec()).unwrap()),
+        None => endpoint.passfile.as_ref()?.find().password,
+    }
+}
+
 /// Neither Display nor Debug of ConnStr, nor Debug of a Target, shows the password.
 #[test]
 fn never_shows_password() {
@@ -162,23 +171,16 @@ fn password_file() {
     std::fs::write(&file, lines).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let target = resolve_in(home.path(), "user=u host=/tmp,/own/dir,h2,h3", &[]).unwrap();
-    let passwords: Vec<_> = (0..4)
-        .map(|i| config(&target, i).get_password().map(|p| p.to_vec()))
-        .collect();
-    let expected: Vec<Option<Vec<u8>>> = vec![
-        Some(b"sockpw".to_vec()),
-        Some(b"dirpw".to_vec()),
-        Some(b"h2pw".to_vec()),
-        None,
-    ];
+    let passwords: Vec<_> = (0..4).map(|i| password(&target, i)).collect();
+    let expected = [Some("sockpw"), Some("dirpw"), Some("h2pw"), None].map(|p| p.map(String::from));
     assert_eq!(passwords, expected);
     assert!(target.warnings().is_empty());
     let target = resolve_in(home.path(), "user=u host=h2 password=explicit", &[]).unwrap();
-    assert_eq!(config(&target, 0).get_password(), Some(&b"explicit"[..]));
+    assert_eq!(password(&target, 0).as_deref(), Some("explicit"));
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let target = resolve_in(home.path(), "user=u host=h2", &[]).unwrap();
-    assert_eq!(config(&target, 0).get_password(), None);
+    assert_eq!(password(&target, 0), None);
     assert!(
         target.warnings()[0].contains("has group or world access"),
         "{:?}",
@@ -190,10 +192,7 @@ fn password_file() {
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
     let vars = [("PGPASSFILE", other.to_str().unwrap())];
     let target = resolve_in(home.path(), "host=h2", &vars).unwrap();
-    assert_eq!(
-        config(&target, 0).get_password(),
-        Some(&b"frompgpassfile"[..])
-    );
+    assert_eq!(password(&target, 0).as_deref(), Some("frompgpassfile"));
 }
 
 /// A service named in the string or by PGSERVICE supplies settings; the string wins.

@@ -28,17 +28,25 @@ pub(super) enum Verification {
     Full,
 }
 
-/// The connector for `mode`, or `None` for `sslmode=disable`.
+/// A TLS set-up: the connector and what it checks.
+pub(super) struct Tls {
+    pub connector: MakeRustlsConnect,
+    pub verification: Verification,
+    /// The trusted roots (`"/path/root.crt"` or the system's), when verifying.
+    pub roots: Option<String>,
+}
+
+/// The TLS set-up for `mode`, or `None` for `sslmode=disable`.
 pub(super) fn connector(
     params: &Params,
     mode: SslMode,
     env: Env<'_>,
-) -> Result<Option<(MakeRustlsConnect, Verification)>, ConnInfoError> {
+) -> Result<Option<Tls>, ConnInfoError> {
     if mode == SslMode::Disable {
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let check = check(params, mode, env, &provider)?;
+    let (check, roots) = check(params, mode, env, &provider)?;
     let verification = match check {
         Check::Nothing(_) => Verification::None,
         Check::Chain(_) => Verification::Chain,
@@ -57,7 +65,11 @@ pub(super) fn connector(
     };
     // libpq sends SNI only when sslsni is "1" (its default).
     config.enable_sni = params.get("sslsni").is_none_or(|v| v.starts_with('1'));
-    Ok(Some((MakeRustlsConnect::new(config), verification)))
+    Ok(Some(Tls {
+        connector: MakeRustlsConnect::new(config),
+        verification,
+        roots,
+    }))
 }
 
 fn tls_error(message: &str) -> ConnInfoError {
@@ -76,22 +88,23 @@ fn check(
     mode: SslMode,
     env: Env<'_>,
     provider: &Arc<CryptoProvider>,
-) -> Result<Check, ConnInfoError> {
+) -> Result<(Check, Option<String>), ConnInfoError> {
     let roots = match params.non_empty("sslrootcert") {
-        Some("system") => Some(system_roots()?),
+        Some("system") => Some((system_roots()?, "the system's trusted roots".to_string())),
         explicit => {
             let path = explicit
                 .map(PathBuf::from)
                 .or_else(|| default_file(env, "root.crt"));
             match path.as_deref().filter(|p| p.exists()) {
-                Some(path) => Some(file_roots(path)?),
+                Some(path) => Some((file_roots(path)?, format!("\"{}\"", path.display()))),
                 None if mode >= SslMode::VerifyCa => return Err(missing_root(path.as_deref())),
                 None => None,
             }
         }
     };
-    let Some(roots) = roots else {
-        return Ok(Check::Nothing(provider.signature_verification_algorithms));
+    let Some((roots, named)) = roots else {
+        let nothing = Check::Nothing(provider.signature_verification_algorithms);
+        return Ok((nothing, None));
     };
     let mut builder =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -105,10 +118,11 @@ fn check(
     let verifier = builder
         .build()
         .map_err(|e| tls_error(&format!("cannot verify server certificates: {e}")))?;
-    Ok(match mode {
+    let check = match mode {
         SslMode::VerifyFull => Check::Full(verifier),
         _ => Check::Chain(verifier),
-    })
+    };
+    Ok((check, Some(named)))
 }
 
 fn missing_root(path: Option<&Path>) -> ConnInfoError {
