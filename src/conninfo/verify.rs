@@ -179,6 +179,49 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    /// Self-signed, subject `CN=*.example.com`, no subjectAltName.
+    const CN_ONLY: &str = concat!(
+        "-----BEGIN CERTIFICATE-----\n",
+        "MIIBiDCCAS2gAwIBAgIUCR7NurZkO7Ka24z5eqOs4QcmiR8wCgYIKoZIzj0EAwIw\n",
+        "GDEWMBQGA1UEAwwNKi5leGFtcGxlLmNvbTAgFw0yNjExMjUwOTQyNTNaGA8yMTI2\n",
+        "MTEwMTA5NDI1M1owGDEWMBQGA1UEAwwNKi5leGFtcGxlLmNvbTBZMBMGByqGSM49\n",
+        "AgEGCCqGSM49AwEHA0IABOhTRM20i3MlOQW6tJbmAH1Au93nXXK3V0jgcKqM52Gw\n",
+        "ctgSBEvvkSz8RTDKyXJ24rXSyucFS6XKb8JZQ1OfogejUzBRMB0GA1UdDgQWBBTy\n",
+        "ZCeqCWJr8eDmy8U0RbRg1XJxajAfBgNVHSMEGDAWgBTyZCeqCWJr8eDmy8U0RbRg\n",
+        "1XJxajAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQD6kInPUch3\n",
+        "fJpBfqihf3OmfAFdtVkS7w9Nu24b0SptnwIhAPayhWT3sdRtMZ4g7N+0WwNabKJ/\n",
+        "q3kVRlJnKGTK12Pe\n",
+        "-----END CERTIFICATE-----\n",
+    );
+    /// Self-signed, subject `CN=db.example.com`, subjectAltName `DNS:other.example.com`.
+    const WITH_SAN: &str = concat!(
+        "-----BEGIN CERTIFICATE-----\n",
+        "MIIBqDCCAU2gAwIBAgIUeNBSjTVg5B2pehQr8N/yxtGrrCQwCgYIKoZIzj0EAwIw\n",
+        "GTEXMBUGA1UEAwwOZGIuZXhhbXBsZS5jb20wIBcNMjYxMTI1MDk0MjUzWhgPMjEy\n",
+        "NjExMDEwOTQyNTNaMBkxFzAVBgNVBAMMDmRiLmV4YW1wbGUuY29tMFkwEwYHKoZI\n",
+        "zj0CAQYIKoZIzj0DAQcDQgAEoUCS8DyQ8Vfjn90PR952va8I8PgGBp/ubx2yFK+U\n",
+        "f5lGi+Aoi0dov4erkVwQBpmL0xlI99WnDhBk6y1fBHLptaNxMG8wHQYDVR0OBBYE\n",
+        "FOdBYqggRHWpxtiFd2F0pYXrfhAhMB8GA1UdIwQYMBaAFOdBYqggRHWpxtiFd2F0\n",
+        "pYXrfhAhMA8GA1UdEwEB/wQFMAMBAf8wHAYDVR0RBBUwE4IRb3RoZXIuZXhhbXBs\n",
+        "ZS5jb20wCgYIKoZIzj0EAwIDSQAwRgIhAIC/dC+6m21rXWU2QZGYu19Lr4VIf3M1\n",
+        "Yp5mPxNlW+nlAiEA+Cx+pOzVugnIhRwSsSkZg1cvmnneI+QhoOLbQRh+fS8=\n",
+        "-----END CERTIFICATE-----\n",
+    );
+
+    fn matches(pem: &str, name: &str) -> bool {
+        let cert = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        common_name_matches(&cert, &ServerName::try_from(name.to_string()).unwrap())
+    }
+
+    /// The common name is used only when there is no DNS subjectAltName, as in libpq.
+    #[test]
+    fn common_name_fallback() {
+        assert!(matches(CN_ONLY, "db.example.com"));
+        assert!(!matches(CN_ONLY, "example.com"));
+        assert!(!matches(WITH_SAN, "db.example.com"));
+    }
 
     /// Common-name matching follows libpq: exact (any case) or one wildcard label.
     #[test]

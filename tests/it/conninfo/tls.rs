@@ -146,7 +146,8 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A password cluster with TLS on; `certuser` may log in over TLS with a client
-/// certificate only (`trust clientcert=verify-full`).
+/// certificate only (`trust clientcert=verify-full`), `tlsonly` over TLS only and
+/// `plainonly` without TLS only (both without password).
 fn tls_cluster(pki: &Pki) -> (Cluster, tempfile::TempDir) {
     let server = |name: &str| pki.server.path().join(name).display().to_string();
     let settings = [
@@ -156,9 +157,16 @@ fn tls_cluster(pki: &Pki) -> (Cluster, tempfile::TempDir) {
         format!("ssl_ca_file = '{}'", server("ca.crt")),
     ];
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-    let hba = "hostssl all certuser 127.0.0.1/32 trust clientcert=verify-full\n";
+    let hba = "hostssl all certuser 127.0.0.1/32 trust clientcert=verify-full\n\
+        hostssl all tlsonly 127.0.0.1/32 trust\n\
+        hostnossl all tlsonly 127.0.0.1/32 reject\n\
+        hostnossl all plainonly 127.0.0.1/32 trust\n\
+        hostssl all plainonly 127.0.0.1/32 reject\n";
     let (cluster, files) = password_cluster(hba, &settings);
-    cluster.exec("postgres", "create role certuser login");
+    cluster.exec(
+        "postgres",
+        "create role certuser login; create role tlsonly login; create role plainonly login",
+    );
     (cluster, files)
 }
 
@@ -284,4 +292,34 @@ fn tls_client_certificate() {
     std::fs::copy(pki.path("client.key"), dot.join("postgresql.key")).unwrap();
     let connected = connect(home.path(), &base, "postgres", &[]).unwrap();
     assert_eq!(value(&connected, "select current_user"), "certuser");
+}
+
+/// libpq's per-host fallbacks: `prefer` retries without TLS when the server refuses
+/// the login over TLS, `allow` retries with TLS when it refuses it without; `require`
+/// and `disable` do not retry.
+#[test]
+fn tls_allow_and_prefer_fall_back() {
+    let pki = Pki::new();
+    let (cluster, _files) = tls_cluster(&pki);
+    let home = tempfile::tempdir().unwrap();
+    let base = |user: &str, mode: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={user} sslmode={mode}",
+            cluster.port
+        )
+    };
+    let tls_used = |user: &str, mode: &str| {
+        let connected = connect(home.path(), &base(user, mode), "postgres", &[]);
+        value(&connected.unwrap(), IN_TLS)
+    };
+    assert_eq!(tls_used("plainonly", "prefer"), "false");
+    assert_eq!(tls_used("tlsonly", "allow"), "true");
+    assert_eq!(tls_used("tlsonly", "prefer"), "true");
+    assert_eq!(tls_used("plainonly", "allow"), "false");
+    for (user, mode) in [("plainonly", "require"), ("tlsonly", "disable")] {
+        let error = connect(home.path(), &base(user, mode), "postgres", &[])
+            .err()
+            .unwrap();
+        assert_eq!(error.code().map(|c| c.code()), Some("28000"), "{error}");
+    }
 }
