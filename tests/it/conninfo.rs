@@ -1,11 +1,12 @@
 //! Connections like libpq, against real clusters: passwords from `.pgpass`,
-//! `PGPASSWORD` and service files; URIs; the environment; several hosts with
-//! `target_session_attrs`; TLS (in `conninfo/tls.rs`); and no password in any output.
+//! `PGPASSWORD` and service files; no password in any output; where to connect
+//! (in `conninfo/hosts.rs`); TLS (in `conninfo/tls.rs`).
 //!
 //! The `resolve`/`connect` API is driven directly, with the environment injected
 //! (`resolve_with`) and HOME pointing at a temp dir, so no test touches the process
 //! environment or the real `~/.pgpass`.
 
+mod hosts;
 mod tls;
 
 use std::collections::HashMap;
@@ -235,118 +236,6 @@ fn password_from_service_file() {
     let empty_home = tempfile::tempdir().unwrap();
     let connected = connect(empty_home.path(), "", "postgres", &vars).unwrap();
     assert_eq!(value(&connected, "select current_user"), "app");
-}
-
-/// An empty base_connstr with PGHOST (and PGPORT, PGUSER) pointing at the test
-/// socket directory connects, with application_name defaulting to pgqd.
-#[test]
-fn empty_base_connstr_with_pghost() {
-    let cluster = Cluster::start();
-    let home = tempfile::tempdir().unwrap();
-    let (dir, port) = (cluster.dir.display().to_string(), cluster.port.to_string());
-    let vars = [
-        ("PGHOST", dir.as_str()),
-        ("PGPORT", port.as_str()),
-        ("PGUSER", "postgres"),
-    ];
-    let connected = connect(home.path(), "", "postgres", &vars).unwrap();
-    assert_eq!(
-        value(&connected, "select current_setting('application_name')"),
-        "pgqd"
-    );
-    assert_eq!(value(&connected, "select current_setting('port')"), port);
-}
-
-/// A URI and a key=value string for the same settings reach the same server, and a
-/// database name with a space, quotes and `#` works with both (pgqd 3.5 pastes it in).
-#[test]
-fn uri_and_key_value_reach_the_same_server() {
-    let cluster = Cluster::start();
-    let db = cluster.create_db("odd name 'q' #");
-    let home = tempfile::tempdir().unwrap();
-    let socket = cluster.dir.display().to_string().replace('/', "%2F");
-    let uri = format!(
-        "postgresql://postgres@{socket}:{}/ignored?application_name=via%20uri",
-        cluster.port
-    );
-    let key_value = format!(
-        "host='{}' port={} user=postgres",
-        cluster.dir.display(),
-        cluster.port
-    );
-    let sql = "select system_identifier::text || current_database() from pg_control_system()";
-    let by_uri = connect(home.path(), &uri, &db, &[]).unwrap();
-    let by_pairs = connect(home.path(), &key_value, &db, &[]).unwrap();
-    assert_eq!(value(&by_uri, sql), value(&by_pairs, sql));
-    assert!(value(&by_uri, sql).ends_with(&db));
-    assert_eq!(
-        value(&by_uri, "select current_setting('application_name')"),
-        "via uri"
-    );
-}
-
-/// Two hosts, the first down (a socket directory with no server):
-/// `target_session_attrs=read-write` ends on the live one. With both down, the error
-/// names both hosts.
-#[test]
-fn two_hosts_first_down() {
-    let cluster = Cluster::start();
-    let home = tempfile::tempdir().unwrap();
-    let dead = tempfile::tempdir().unwrap();
-    let base = format!(
-        "host={},{} port={} user=postgres target_session_attrs=read-write",
-        dead.path().display(),
-        cluster.dir.display(),
-        cluster.port
-    );
-    let connected = connect(home.path(), &base, "postgres", &[]).unwrap();
-    assert_eq!(value(&connected, "show transaction_read_only"), "off");
-
-    let base = format!("host={0},{0} port=1,2 user=postgres", dead.path().display());
-    let error = connect(home.path(), &base, "postgres", &[])
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        error.contains(".s.PGSQL.1\" failed") && error.contains(".s.PGSQL.2\" failed"),
-        "{error}"
-    );
-}
-
-/// `target_session_attrs` picks among servers by their state: read-write skips a
-/// read-only server, read-only and prefer-standby (no standby here: any server then)
-/// take what is there, primary accepts a primary, standby finds none and says why.
-#[test]
-fn target_session_attrs_choose_the_server() {
-    let writable = Cluster::start();
-    let read_only = Cluster::start_with(&["default_transaction_read_only = on"]);
-    let home = tempfile::tempdir().unwrap();
-    let both = |attrs: &str| {
-        format!(
-            "host={},{} port={},{} user=postgres target_session_attrs={attrs}",
-            read_only.dir.display(),
-            writable.dir.display(),
-            read_only.port,
-            writable.port
-        )
-    };
-    let port_of = |attrs: &str| {
-        let connected = connect(home.path(), &both(attrs), "postgres", &[]).unwrap();
-        value(&connected, "select current_setting('port')")
-    };
-    assert_eq!(port_of("read-write"), writable.port.to_string());
-    assert_eq!(port_of("read-only"), read_only.port.to_string());
-    assert_eq!(port_of("any"), read_only.port.to_string());
-    assert_eq!(port_of("primary"), read_only.port.to_string());
-    assert_eq!(port_of("prefer-standby"), read_only.port.to_string());
-    let error = connect(home.path(), &both("standby"), "postgres", &[])
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        error.contains("server is not in hot standby mode"),
-        "{error}"
-    );
 }
 
 /// The daemon with a password in base_connstr ticks, and neither its output, nor
