@@ -57,7 +57,19 @@ impl ConnStr {
     /// Whether the text sets a password (key=value `password`, or a URI's user info
     /// or query): `--check` warns when such a config file is readable by others.
     pub fn has_password(&self) -> bool {
-        params::Params::from_conninfo(&self.0).is_ok_and(|p| p.non_empty("password").is_some())
+        // Only the syntax matters here: a string with an unsupported key still holds
+        // its password. Text that does not even parse is assumed to hold one.
+        let text = self.0.trim();
+        let pairs = if uri::is_uri(text) {
+            uri::pairs(text)
+        } else {
+            parse::key_values(text)
+        };
+        pairs.map_or(true, |pairs| {
+            pairs
+                .iter()
+                .any(|p| keys::is_secret(&p.key) && !p.value.is_empty())
+        })
     }
 }
 

@@ -60,6 +60,7 @@ fn never_shows_password() {
     assert!(c.has_password());
     assert!(ConnStr::new("postgresql://u:hunter2@h").has_password());
     assert!(!ConnStr::new("host=x").has_password());
+    assert!(ConnStr::new("password=x gssencmode=require").has_password());
     let home = tempfile::tempdir().unwrap();
     let target = resolve_in(home.path(), "host=h password=hunter2", &[]).unwrap();
     let shown = format!("{target:?}");

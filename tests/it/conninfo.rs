@@ -238,27 +238,30 @@ fn password_from_service_file() {
     assert_eq!(value(&connected, "select current_user"), "app");
 }
 
-/// The daemon with a password in base_connstr ticks, and neither its output, nor
-/// that of a daemon given a wrong password, nor `--check` on a group-readable config
-/// (which warns about it) contains the password.
+/// The daemon ticks with a password in a URI base_connstr, and neither its output,
+/// nor that of a daemon given a wrong password in a key=value one, nor `--check` on a
+/// group-readable config (which warns about it) contains the password.
 #[test]
 fn daemon_never_shows_the_password() {
     let (cluster, _files) = password_cluster("", &[]);
     let db = cluster.create_pgq_db("secret");
     cluster.exec(&db, "select pgq.create_queue('q')");
-    let base = |password: &str| {
-        format!(
-            "base_connstr = host={} port={} user=app password={password}\ndatabase_list = {db}\nticker_period = 0.2",
-            cluster.dir.display(),
-            cluster.port
-        )
-    };
-    let daemon = Daemon::start(&base(PASSWORD));
-    wait_until("ticks made with the password", || {
+    let socket = cluster.dir.display().to_string().replace('/', "%2F");
+    let port = cluster.port;
+    let ini =
+        |base: String| format!("base_connstr = {base}\ndatabase_list = {db}\nticker_period = 0.2");
+    let daemon = Daemon::start(&ini(format!("postgresql://app:{PASSWORD}@{socket}:{port}")));
+    wait_until("ticks made with the password in a URI", || {
         crate::harness::tick_count(&cluster, &db, "q") > 1
     });
+    let key_value = |password: &str| {
+        format!(
+            "host={} port={port} user=app password={password}",
+            cluster.dir.display()
+        )
+    };
     let wrong = "Wrong-pw-4d1c";
-    let refused = Daemon::start(&base(wrong));
+    let refused = Daemon::start(&ini(key_value(wrong)));
     wait_until("the refused login logged", || {
         refused.output().contains("28P01")
     });
