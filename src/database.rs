@@ -2,7 +2,7 @@
 //! housekeeping (retry and maintenance) runs concurrently on a second one, so a slow
 //! VACUUM never delays a tick. The task's state is explicit ([`State`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -19,6 +19,7 @@ use crate::ticking::Ticking;
 
 const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
 const PGQ_VERSION: &str = "select pgq.version()";
+const HAS_TICKER: &str = "select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace where n.nspname = 'pgq' and p.proname = 'ticker'";
 const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 /// Timeout for the probe queries, which are cheap catalog lookups.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +58,9 @@ pub struct DbContext {
     pub stats: Arc<Stats>,
     pub connect_slots: Arc<Semaphore>,
     pub shutdown: CancellationToken,
+    /// Shared by the ticker and housekeeping, so an outage of the server is one line
+    /// when it starts and one when it ends, whichever connection notices it.
+    pub outage: Arc<Mutex<Outage>>,
 }
 
 impl DbContext {
@@ -88,7 +92,7 @@ impl DbContext {
     /// Logs a failure to reach the database. Lost connections are logged once per
     /// outage (see [`Outage`]); refusals (no such database, bad password) every time,
     /// which is once per check_period.
-    fn report(&self, outage: &mut Outage, job: &str, error: &PgError) {
+    pub fn report(&self, job: &str, error: &PgError) {
         if error.is_refusal() {
             let hint = if self.name.contains('#') {
                 "; the name contains '#': pgqd.ini has no inline comments, so database_list may hold a comment"
@@ -101,8 +105,24 @@ impl DbContext {
                 "cannot connect: {error}{hint}"
             );
         } else {
-            outage.begin(job, error);
+            self.lost(job, error);
         }
+    }
+
+    /// The connection is lost: logged when this starts an outage.
+    pub fn lost(&self, job: &str, error: &PgError) {
+        self.outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .begin(job, error);
+    }
+
+    /// A connection works: ends the outage, if any, with its length.
+    pub fn reachable(&self, job: &str) {
+        self.outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end(job);
     }
 }
 
@@ -146,7 +166,6 @@ impl Outage {
 pub struct DbTask {
     pub(crate) ctx: DbContext,
     backoff: Backoff,
-    outage: Outage,
 }
 
 impl DbTask {
@@ -154,7 +173,6 @@ impl DbTask {
         DbTask {
             ctx,
             backoff: Backoff::new(),
-            outage: Outage::default(),
         }
     }
 
@@ -206,7 +224,7 @@ impl DbTask {
     /// `Some(NoPgq)` when the database has no usable pgq, `None` when it can tick.
     async fn check_pgq(&mut self, session: &Session) -> Result<Option<State>, PgError> {
         let shutdown = &self.ctx.shutdown;
-        self.outage.end("ticker");
+        self.ctx.reachable("ticker");
         self.backoff.reset();
         if session
             .query(HAS_PGQ, &[], PROBE_TIMEOUT, shutdown)
@@ -219,15 +237,29 @@ impl DbTask {
         let rows = session
             .query(PGQ_VERSION, &[], PROBE_TIMEOUT, shutdown)
             .await?;
-        let version: String = rows
-            .first()
-            .and_then(|r| r.try_get(0).ok())
-            .unwrap_or_default();
+        let version: Option<String> = rows.first().and_then(|r| r.try_get(0).ok()).flatten();
+        let Some(version) = version else {
+            return self.check_unversioned(session).await;
+        };
         if !version_ok(&version) {
             warn!("bad pgq version, ignoring: {version}");
             return Ok(Some(State::NoPgq));
         }
         info!("pgq version ok: {version}");
+        Ok(None)
+    }
+
+    /// pgq installed without the extension mechanism can answer NULL from
+    /// pgq.version(): accept it when pgq.ticker() is there (pgqd 3.5 rejects it).
+    async fn check_unversioned(&self, session: &Session) -> Result<Option<State>, PgError> {
+        let rows = session
+            .query(HAS_TICKER, &[], PROBE_TIMEOUT, &self.ctx.shutdown)
+            .await?;
+        if rows.is_empty() {
+            warn!("bad pgq version, ignoring: pgq.version() is NULL and pgq.ticker() is missing");
+            return Ok(Some(State::NoPgq));
+        }
+        info!("pgq version ok: unknown (pgq.version() is NULL, pgq.ticker() exists)");
         Ok(None)
     }
 
@@ -265,7 +297,11 @@ impl DbTask {
         if matches!(error, PgError::Shutdown) {
             return State::Stopped;
         }
-        self.ctx.report(&mut self.outage, job, &error);
+        if let PgError::Timeout(_) = error {
+            warn!(job, "probe timed out: {error}; reconnecting");
+            return State::BackingOff(self.backoff.next_delay());
+        }
+        self.ctx.report(job, &error);
         if error.is_connection_lost() {
             return State::BackingOff(self.backoff.next_delay());
         }

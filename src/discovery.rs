@@ -28,7 +28,7 @@ pub async fn databases(
         return Ok(names);
     }
     let target = resolve(&config.base_connstr, &config.initial_database, defaults)
-        .map_err(|e| PgError::Connect(crate::conninfo::ConnectError::Other(e.to_string())))?;
+        .map_err(|e| PgError::Connect(e.into()))?;
     let session = tokio::select! {
         session = Session::open(&target) => session?,
         _ = shutdown.cancelled() => return Err(PgError::Shutdown),

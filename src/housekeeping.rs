@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error};
 
-use crate::database::{DbContext, Outage};
+use crate::database::DbContext;
 use crate::jobs::{Limits, maint, retry};
 use crate::pg::{PgError, Session};
 use crate::schedule::Backoff;
@@ -19,7 +19,6 @@ pub struct Housekeeping {
     ctx: DbContext,
     session: Option<Session>,
     backoff: Backoff,
-    outage: Outage,
     next_retry: Instant,
     next_maint: Instant,
 }
@@ -32,7 +31,6 @@ impl Housekeeping {
             ctx,
             session: None,
             backoff: Backoff::new(),
-            outage: Outage::default(),
             next_retry: now,
             next_maint: now,
         }
@@ -64,13 +62,13 @@ impl Housekeeping {
         match self.ctx.connect().await {
             None => false,
             Some(Ok(session)) => {
-                self.outage.end("housekeeping");
+                self.ctx.reachable("housekeeping");
                 self.backoff.reset();
                 self.session = Some(session);
                 true
             }
             Some(Err(e)) => {
-                self.outage.begin("housekeeping", &e);
+                self.ctx.report("housekeeping", &e);
                 let later = Instant::now() + self.backoff.next_delay();
                 self.next_retry = self.next_retry.max(later);
                 self.next_maint = self.next_maint.max(later);
@@ -99,7 +97,9 @@ impl Housekeeping {
             outcome = self.after("retry", retry::RETRY, result);
             self.next_retry = Instant::now() + self.delay(config.retry_period, outcome);
         }
-        if outcome != Outcome::Lost && self.next_maint <= Instant::now() {
+        if !matches!(outcome, Outcome::Lost | Outcome::TimedOut)
+            && self.next_maint <= Instant::now()
+        {
             let limits = Limits {
                 timeout: config.maint_timeout,
                 shutdown: self.ctx.shutdown.clone(),
@@ -114,7 +114,7 @@ impl Housekeeping {
             outcome = self.after("maint", "pgq.maint_operations()", result);
             self.next_maint = Instant::now() + self.delay(config.maint_period, outcome);
         }
-        if outcome != Outcome::Lost {
+        if !matches!(outcome, Outcome::Lost | Outcome::TimedOut) {
             self.session = Some(session);
         }
         !self.ctx.shutdown.is_cancelled()
@@ -126,8 +126,12 @@ impl Housekeeping {
             Ok(()) => Outcome::Done,
             Err(PgError::Shutdown) => Outcome::Lost,
             Err(e) if e.is_connection_lost() => {
-                self.outage.begin(job, &e);
+                self.ctx.lost(job, &e);
                 Outcome::Lost
+            }
+            Err(e @ PgError::Timeout(_)) => {
+                error!(job, query, "{job} round {e}; replacing the connection");
+                Outcome::TimedOut
             }
             Err(e) => {
                 error!(
@@ -145,7 +149,7 @@ impl Housekeeping {
     fn delay(&mut self, period: Duration, outcome: Outcome) -> Duration {
         match outcome {
             Outcome::Done => period,
-            Outcome::Failed => ERROR_RETRY.min(period),
+            Outcome::Failed | Outcome::TimedOut => ERROR_RETRY.min(period),
             Outcome::Lost => self.backoff.next_delay().min(period),
         }
     }
@@ -159,4 +163,6 @@ enum Outcome {
     Failed,
     /// The connection is gone (or shutdown arrived).
     Lost,
+    /// A call overran its timeout and was cancelled; the connection is replaced.
+    TimedOut,
 }

@@ -50,12 +50,18 @@ impl PgError {
     /// (refused, reset, timed out).
     pub fn is_connection_lost(&self) -> bool {
         match self.code() {
-            None => !matches!(self, PgError::Shutdown),
+            None => !matches!(self, PgError::Shutdown | PgError::Timeout(_)),
             Some(code) => {
                 let code = code.code();
                 code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
             }
         }
+    }
+
+    /// The connection must not be used again: lost, or a call on it overran and was
+    /// cancelled (it may still be busy), or shutdown cut the call short.
+    pub fn ends_connection(&self) -> bool {
+        self.is_connection_lost() || matches!(self, PgError::Timeout(_) | PgError::Shutdown)
     }
 
     /// The server refuses us for reasons a fast retry will not fix (no such database,
@@ -210,11 +216,12 @@ mod tests {
         assert_eq!(atoi(""), 0);
     }
 
-    /// Timeouts and closed connections count as lost connections; shutdown does not.
+    /// A timeout is not a lost connection, but like shutdown it ends the connection.
     #[test]
     fn classification() {
-        assert!(PgError::Timeout(Duration::from_secs(1)).is_connection_lost());
-        assert!(!PgError::Shutdown.is_connection_lost());
+        let timeout = PgError::Timeout(Duration::from_secs(1));
+        assert!(!timeout.is_connection_lost() && timeout.ends_connection());
+        assert!(!PgError::Shutdown.is_connection_lost() && PgError::Shutdown.ends_connection());
         assert!(!PgError::Timeout(Duration::from_secs(1)).is_refusal());
     }
 }

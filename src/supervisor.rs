@@ -157,6 +157,7 @@ impl Supervisor {
             stats: self.stats.clone(),
             connect_slots: self.connect_slots.clone(),
             shutdown: stop.clone(),
+            outage: Default::default(),
         };
         let span = info_span!("db", db = label);
         let task = self

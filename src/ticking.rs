@@ -20,6 +20,10 @@ pub(crate) struct Ticking<'a> {
     failing: BTreeSet<String>,
     /// The last all-queues error, logged once until ticking recovers.
     fallback_cause: Option<String>,
+    /// Consecutive ticker calls that overran ticker_timeout.
+    timeouts: u32,
+    /// Open a new connection before the next call.
+    replace: bool,
 }
 
 impl<'a> Ticking<'a> {
@@ -29,6 +33,8 @@ impl<'a> Ticking<'a> {
             session,
             failing: BTreeSet::new(),
             fallback_cause: None,
+            timeouts: 0,
+            replace: false,
         }
     }
 
@@ -51,14 +57,17 @@ impl<'a> Ticking<'a> {
     /// One ticker turn; `Some(state)` ends the ticking phase.
     async fn turn(&mut self, config: &Config) -> Option<State> {
         let lifetime = spread(config.connection_lifetime, &self.task.ctx.name);
-        if self.session.age() >= lifetime || self.session.is_closed() {
+        if self.replace || self.session.age() >= lifetime || self.session.is_closed() {
             debug!(
                 "replacing the ticker connection (age {:?})",
                 self.session.age()
             );
             match self.task.ctx.connect().await {
                 None => return Some(State::Stopped),
-                Some(Ok(session)) => self.session = session,
+                Some(Ok(session)) => {
+                    self.session = session;
+                    self.replace = false;
+                }
                 Some(Err(e)) => return Some(self.task.failed("ticker", e)),
             }
         }
@@ -68,10 +77,31 @@ impl<'a> Ticking<'a> {
         };
         match ticker::tick(&self.session, &limits).await {
             Ok(outcome) => {
+                if self.timeouts > 0 {
+                    info!(
+                        job = "ticker",
+                        "ticker calls complete again after {} timeouts", self.timeouts
+                    );
+                    self.timeouts = 0;
+                }
                 self.record(outcome);
                 None
             }
             Err(PgError::Shutdown) => Some(State::Stopped),
+            Err(e @ PgError::Timeout(_)) => {
+                // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
+                // the ticking state on a new connection; log the first of a streak.
+                if self.timeouts == 0 {
+                    error!(
+                        job = "ticker",
+                        query = ticker::TICK_ALL,
+                        "ticker call {e}; replacing the connection"
+                    );
+                }
+                self.timeouts += 1;
+                self.replace = true;
+                None
+            }
             Err(e) if e.is_missing_object() => {
                 warn!(
                     job = "ticker",

@@ -196,15 +196,42 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             reason: io_reason(&e),
         })?;
         let entries = toml::entries(&text, path)?;
+        let config = toml::typed(&entries)?;
+        let origin = entries
+            .iter()
+            .rev()
+            .find(|e| e.key == "base_connstr")
+            .map(|e| e.origin.clone());
+        check_connstr(&config, origin)?;
         return Ok(Loaded {
-            config: toml::typed(&entries)?,
+            config,
             warnings: Vec::new(),
         });
     }
     let entries = ini::read(path)?;
+    let config = typed(&entries)?;
+    let origin = entries
+        .iter()
+        .rev()
+        .find(|e| e.key == "base_connstr")
+        .map(|e| e.origin.clone());
+    check_connstr(&config, origin)?;
     Ok(Loaded {
-        config: typed(&entries)?,
+        config,
         warnings: inline_comment_warnings(&entries),
+    })
+}
+
+/// base_connstr is checked when the config is read (syntax, keys, values; no
+/// environment or files), so a typo stops start-up or a reload instead of failing
+/// every connection later.
+fn check_connstr(config: &Config, origin: Option<Origin>) -> Result<(), ConfigError> {
+    let Some(origin) = origin else { return Ok(()) };
+    crate::conninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
+        key: "base_connstr".into(),
+        value: config.base_connstr.to_string(),
+        origin,
+        reason: e.to_string(),
     })
 }
 

@@ -96,7 +96,7 @@ pub async fn round(session: &Session, limits: &Limits) -> Result<Report, PgError
         }
         report.operations += 1;
         if let Err(e) = run(session, limits, &operation).await {
-            if e.is_connection_lost() || matches!(e, PgError::Shutdown) {
+            if e.ends_connection() {
                 return Err(e);
             }
             report.failed += 1;

@@ -33,13 +33,7 @@ pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgE
         .await
     {
         Ok(rows) => return Ok(TickOutcome::All(first_int(&rows))),
-        Err(e)
-            if e.is_connection_lost()
-                || e.is_missing_object()
-                || matches!(e, PgError::Shutdown) =>
-        {
-            return Err(e);
-        }
+        Err(e) if e.ends_connection() || e.is_missing_object() => return Err(e),
         Err(e) => e,
     };
     let rows = session
@@ -54,7 +48,7 @@ pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgE
             .await
         {
             Ok(_) => ticked += 1,
-            Err(e) if e.is_connection_lost() || matches!(e, PgError::Shutdown) => return Err(e),
+            Err(e) if e.ends_connection() => return Err(e),
             Err(e) => failed.push((queue, e)),
         }
     }

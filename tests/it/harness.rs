@@ -156,6 +156,9 @@ impl Cluster {
         text.push_str(&conf);
         fs::write(&conf_path, text).unwrap();
         cluster.start_server();
+        // pgq's extension script creates these cluster-wide roles only if missing; two
+        // databases installing pgq at once could both try. Create them up front.
+        cluster.exec("postgres", "begin read write; create role pgq_reader; create role pgq_writer; create role pgq_admin in role pgq_reader, pgq_writer; commit");
         cluster
     }
 
@@ -199,7 +202,7 @@ impl Cluster {
     pub fn exec(&self, db: &str, sql: &str) {
         self.connect(db)
             .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
     /// A new database with pgq installed.

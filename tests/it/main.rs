@@ -4,5 +4,6 @@ mod harness;
 
 mod cli;
 mod cluster;
+mod conninfo;
 mod engine;
 mod service;

@@ -313,7 +313,7 @@ fn systemd_notifications() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut receive = || {
+    let receive = || {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).expect("notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()

@@ -135,3 +135,20 @@ fn missing_listed_database_is_reported_once_per_check_period() {
         "the present database ticks",
     );
 }
+
+/// A pgq installed without the extension mechanism, where `pgq.version()` returns
+/// NULL, is served since `pgq.ticker()` exists (pgqd 3.5 rejects it).
+#[test]
+fn pgq_with_null_version_is_served() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "noversion");
+    eager_queue(cluster, &db, "q");
+    cluster.exec(
+        &db,
+        "create or replace function pgq.version() returns text language sql as 'select null::text'",
+    );
+    let daemon = Daemon::start(&serving(cluster, &[&db], &["ticker_period = 0.2"]));
+    wait_for(&daemon, "ticks with a NULL pgq.version()", || {
+        all_ticks(cluster, &db) > 2
+    });
+}
