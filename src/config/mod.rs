@@ -197,12 +197,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         })?;
         let entries = toml::entries(&text, path)?;
         let config = toml::typed(&entries)?;
-        let origin = entries
-            .iter()
-            .rev()
-            .find(|e| e.key == "base_connstr")
-            .map(|e| e.origin.clone());
-        check_connstr(&config, origin)?;
+        check_connstr(&config, entries.iter().map(|e| (e.key.as_str(), &e.origin)))?;
         return Ok(Loaded {
             config,
             warnings: Vec::new(),
@@ -210,12 +205,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     }
     let entries = ini::read(path)?;
     let config = typed(&entries)?;
-    let origin = entries
-        .iter()
-        .rev()
-        .find(|e| e.key == "base_connstr")
-        .map(|e| e.origin.clone());
-    check_connstr(&config, origin)?;
+    check_connstr(&config, entries.iter().map(|e| (e.key.as_str(), &e.origin)))?;
     Ok(Loaded {
         config,
         warnings: inline_comment_warnings(&entries),
@@ -225,8 +215,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// base_connstr is checked when the config is read (syntax, keys, values; no
 /// environment or files), so a typo stops start-up or a reload instead of failing
 /// every connection later.
-fn check_connstr(config: &Config, origin: Option<Origin>) -> Result<(), ConfigError> {
-    let Some(origin) = origin else { return Ok(()) };
+fn check_connstr<'a>(
+    config: &Config,
+    keys: impl DoubleEndedIterator<Item = (&'a str, &'a Origin)>,
+) -> Result<(), ConfigError> {
+    let mut keys = keys;
+    let Some((_, origin)) = keys.rfind(|(key, _)| *key == "base_connstr") else {
+        return Ok(());
+    };
+    let origin = origin.clone();
     crate::conninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
         key: "base_connstr".into(),
         value: config.base_connstr.to_string(),
