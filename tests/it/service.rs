@@ -328,3 +328,28 @@ fn systemd_notifications() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `-q` silences the console only: nothing on stdout or stderr, the log file still
+/// gets every line.
+#[test]
+fn quiet_writes_only_the_logfile() {
+    let cluster = Cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pgqd.log");
+    let daemon = Daemon::start_args(
+        &format!(
+            "base_connstr = {}\ndatabase_list = postgres\nlogfile = {}",
+            cluster.connstr(),
+            log.display()
+        ),
+        &["-q", "-v"],
+    );
+    wait_until("log file lines", || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("starting database task"))
+    });
+    daemon.signal(Signal::SIGINT);
+    wait_until("shutdown line", || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("Got SIGINT"))
+    });
+    assert_eq!(daemon.output(), "");
+}
