@@ -64,9 +64,21 @@ SESSIONS_SQL = (
     "select coalesce(sum(sessions), 0) from pg_stat_database "
     f"where datname is not null and datname <> '{CTL_DB}'"
 )
-CALLS_SQL = (
-    "select current_database(), coalesce(sum(calls), 0), extract(epoch from clock_timestamp()) "
-    "from pg_stat_user_functions where funcid = 'pgq.ticker()'::regprocedure;"
+# Per pgq database: the start time of the latest pgq.ticker() call (the ticker
+# connection's query in pg_stat_activity) and the number of calls completed so far
+# (pg_stat_statements, counted at the end of each call, at once). A call still running
+# is not counted yet, so it is call number calls + 1. Pairing a call's number with its
+# start time makes the rate exact: (n1 - n0) calls between the starts q0 and q1.
+TICKER_CALLS_SQL = (
+    "with a as (select datname, query_start, state from pg_stat_activity "
+    "  where backend_type = 'client backend' and pid <> pg_backend_pid() "
+    f"  and application_name is distinct from '{APP}' "
+    r"  and query ~* 'pgq\s*\.\s*ticker\s*\(\s*\)'), "
+    "s as (select d.datname, sum(p.calls) as calls from pg_stat_statements p "
+    "  join pg_database d on d.oid = p.dbid "
+    r"  where p.toplevel and p.query ~* 'pgq\s*\.\s*ticker\s*\(\s*\)' group by 1) "
+    "select a.datname, s.calls + (a.state = 'active')::int, extract(epoch from a.query_start) "
+    "from a join s using (datname)"
 )
 
 # (key, label, decimals shown); run_daemon() fills these keys for each run.
@@ -196,6 +208,10 @@ class Cluster:
             "max_wal_senders = 0",
             "max_wal_size = 4GB",
             "track_functions = all",
+            # Exact, immediate per-database call counts (see TICKER_CALLS_SQL).
+            "shared_preload_libraries = 'pg_stat_statements'",
+            f"pg_stat_statements.max = {max(5000, 15 * max_connections)}",
+            "pg_stat_statements.track_utility = off",
             # autovacuum stays on (so pgq leaves VACUUM to it, as in most installations),
             # but its launcher would start a worker every naptime/ndbs seconds (60 ms at
             # 1000 databases), which is server CPU neither daemon causes.
@@ -341,6 +357,7 @@ class Bench:
         log(f"initdb in {c.dir} (port {c.port}, max_connections {max_conn})")
         c.init()
         c.psql("postgres", f"create database {CTL_DB};\ncreate database {TPL_DB};\n")
+        c.psql(CTL_DB, "create extension pg_stat_statements;\n")
         c.psql(TPL_DB, "create extension pgq;\nselect pgq.create_queue('bench_queue');\n")
         c.psql("postgres",
                f"alter database {CTL_DB} is_template true;\n"
@@ -401,39 +418,20 @@ class Bench:
         raise BenchError(f"client sessions still open {timeout} s after the daemon stopped: "
                          f"{self.clients()}")
 
-    def wait_own_gone(self) -> None:
-        """Until the backends of this script's snapshot sessions have exited (so their
-        CPU is in the postmaster's cutime before a window opens)."""
-        sql = (f"select count(*) from pg_stat_activity where application_name = '{APP}' "
-               "and pid <> pg_backend_pid()")
-        for _ in range(100):
-            if self.cluster.value(CTL_DB, sql) == "0":
+    def ticker_calls(self, n: int) -> dict[str, tuple[int, float]]:
+        """Per pgq database: (number of a ticker call, its start time), see
+        TICKER_CALLS_SQL. Asks again for databases whose ticker connection was
+        not showing pgq.ticker() at that moment (up to 2 s)."""
+        want = set(self.pgq_dbs[:n])
+        found: dict[str, tuple[int, float]] = {}
+        for _ in range(10):
+            for db, calls, start in self.cluster.psql(CTL_DB, TICKER_CALLS_SQL, timeout=60):
+                if db in want and db not in found:
+                    found[db] = (int(calls), float(start))
+            if len(found) == len(want):
                 break
-            time.sleep(0.05)
-        time.sleep(0.3)
-
-    def call_counts(self) -> dict[str, tuple[int, float]]:
-        """pgq.ticker() calls per database from pg_stat_user_functions, with the time
-        each was read: one psql session per database, `workers` in parallel."""
-        workers = 2
-        chunks = [self.pgq_dbs[i::workers] for i in range(workers)]
-        procs = []
-        for chunk in chunks:
-            script = "".join(f"\\c {db}\n{CALLS_SQL}\n" for db in chunk)
-            cmd = [str(self.cluster.bindir / "psql"), "-X", "-q", "-A", "-t", "-F", "\x1f",
-                   "-v", "ON_ERROR_STOP=1", "-d", chunk[0], "-f", "-"]
-            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=self.cluster.env)
-            procs.append((p, script))
-        result: dict[str, tuple[int, float]] = {}
-        for p, script in procs:
-            out, err = p.communicate(script, timeout=600)
-            if p.returncode != 0:
-                raise BenchError(f"reading pg_stat_user_functions failed: {err}")
-            for line in out.splitlines():
-                db, calls, ts = line.split("\x1f")
-                result[db] = (int(calls), float(ts))
-        return result
+            time.sleep(0.2)
+        return found
 
     # ---- one run
 
@@ -456,9 +454,8 @@ class Bench:
             d.check_alive()
 
             ts = time.monotonic()
-            before = self.call_counts()
+            before = self.ticker_calls(n)
             res["snapshot_s"] = time.monotonic() - ts
-            self.wait_own_gone()
             pm = c.postmaster_pid()
             sess0 = int(c.value(CTL_DB, SESSIONS_SQL))
             cpu0, srv0, t0 = own_cpu(d.pid), server_cpu(pm), time.monotonic()
@@ -476,13 +473,19 @@ class Bench:
                 time.sleep(min(a.sample_every, left))
             cpu1, srv1, t1 = own_cpu(d.pid), server_cpu(pm), time.monotonic()
             sess1 = int(c.value(CTL_DB, SESSIONS_SQL))
-            after = self.call_counts()
+            after = self.ticker_calls(n)
             per_min = 60 / (t1 - t0)
 
             rates = []
             for db in self.pgq_dbs[:n]:
-                (c0, ts0), (c1, ts1) = before[db], after[db]
-                rates.append((c1 - c0) / (ts1 - ts0))
+                if db in before and db in after and after[db][1] > before[db][1]:
+                    (n0, q0), (n1, q1) = before[db], after[db]
+                    rates.append((n1 - n0) / (q1 - q0))
+            res["rate_dbs"] = len(rates)
+            if len(rates) < n:
+                log(f"  ticker rate measured in {len(rates)} of {n} databases only")
+            if not rates:
+                rates = [math.nan]
             res.update(
                 cpu=(cpu1 - cpu0) * per_min,
                 server_cpu=(srv1 - srv0) * per_min,
@@ -606,8 +609,6 @@ def machine(cluster: Cluster, args: argparse.Namespace) -> list[str]:
                 osname = line.split("=", 1)[1].strip().strip('"')
     except OSError:
         pass
-    commit = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "src"])
     return [
         f"- CPU: {os.cpu_count()} x {cpu}",
         f"- memory: {mem}",
@@ -618,7 +619,7 @@ def machine(cluster: Cluster, args: argparse.Namespace) -> list[str]:
         f"- pgq: {cluster.value(TPL_DB, 'select pgq.version()')}",
         f"- reference: `{args.reference}` ({sh([args.reference, '-V'])})",
         f"- ours: `{os.path.relpath(args.ours, REPO) if args.ours.startswith(str(REPO)) else args.ours}` "
-        f"({sh([args.ours, '-V'])}, commit {commit}{' + local changes' if dirty else ''})",
+        f"({sh([args.ours, '-V'])}; {args.ours_source})",
     ]
 
 
@@ -637,19 +638,24 @@ How each figure is measured (the script is `bench/bench.py`):
   - *daemon CPU*: utime + stime of the daemon's process (`/proc/PID/stat`), as seconds per minute;
   - *server CPU*: the postmaster's utime + stime + cutime + cstime (its reaped children:
     every backend that has exited) plus utime + stime of its live children, delta over the
-    window, seconds per minute. It includes autovacuum, checkpointer and this script's
-    `pg_stat_activity` samples (one short session every few seconds), the same for both daemons;
+    window, seconds per minute. It includes the checkpointer, `pg_stat_statements`'
+    bookkeeping and this script's `pg_stat_activity` samples (one short session every
+    few seconds), the same for both daemons;
   - *new server sessions*: delta of `sum(pg_stat_database.sessions)` over all databases
     but the script's own `bench_ctl`, per minute;
   - *connections held*: client backends in `pg_stat_activity` (not the script's), sampled
     every few seconds: mean and max of the samples;
-  - *ticker calls/db/s*: delta of `pg_stat_user_functions.calls` for `pgq.ticker()` in each
-    pgq database, read just before and just after the window (the time of each read is
-    kept per database), divided by the time between the two reads; mean over the
-    databases, and the slowest and fastest database. A backend flushes its function
-    statistics at most once a second, so each read can lag by up to ~1 s of calls: the
-    per-database figure has a resolution of about 1/window calls per second; the mean is
-    not biased by it.
+  - *ticker calls/db/s*: per pgq database, at the start and at the end of the window,
+    the start time of the latest `pgq.ticker()` call (`query_start` of the ticker
+    connection in `pg_stat_activity`) paired with that call's number (`calls` in
+    `pg_stat_statements`, which counts a call the moment it ends; a call still running
+    is the next number). The rate is the number of calls between the two paired calls
+    divided by the time between their starts: exact, with no quantisation to the
+    window. Mean over the databases, and the slowest and fastest database.
+    `pg_stat_user_functions` is not used for this: a backend publishes its function
+    counts at most once a second, so a read lags by 0 or 1 call, and with a daemon
+    ticking exactly every 1.000 s all databases lag in step, which biased the mean by up
+    to 1/window (0.989 measured for a daemon that made 67 calls in 67 s).
 - *daemon peak RSS*: `VmHWM` of `/proc/PID/status` at the end of the run (whole run).
 - *restart until all dbs tick* (only in the runs with the first ticker_period): after the
   window, `pg_ctl restart -m fast` with the daemon running; from the moment `pg_ctl`
@@ -769,6 +775,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reference", default="/usr/bin/pgqd", help="pgqd 3.5 (default /usr/bin/pgqd)")
     p.add_argument("--ours", help="our pgqd; default: cargo build --release --locked, "
                                   "then target/release/pgqd")
+    p.add_argument("--rev", help="build our pgqd from this git revision (a clean export "
+                                 "under target/bench-src) instead of the working tree")
     p.add_argument("--out", help="markdown report to write (default docs/benchmarks.md; "
                                  "none with --quick); '-' for none")
     p.add_argument("--json", help="also write every run's raw figures to this file")
@@ -785,14 +793,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def build_ours(args: argparse.Namespace) -> None:
+    """Sets args.ours (the binary) and args.ours_source (what it was built from)."""
+    if args.ours:
+        args.ours_source = "binary given with --ours"
+        return
+    cargo = ["cargo", "build", "--release", "--locked"]
+    if args.rev:
+        # A clean export of one commit, built apart from the working tree's target/.
+        commit = git("rev-parse", "--short", args.rev + "^{commit}")
+        src, out = REPO / "target" / "bench-src", REPO / "target" / "bench-build"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        log(f"{' '.join(cargo)} (commit {commit})")
+        subprocess.run(cargo, cwd=src, check=True, env=dict(os.environ, CARGO_TARGET_DIR=str(out)))
+        args.ours = str(out / "release" / "pgqd")
+        args.ours_source = f"built from commit {commit} with `{' '.join(cargo)}`"
+    else:
+        log(" ".join(cargo))
+        subprocess.run(cargo, cwd=REPO, check=True)
+        args.ours = str(REPO / "target" / "release" / "pgqd")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "src", "Cargo.toml",
+                    "Cargo.lock")
+        args.ours_source = (f"built from the working tree at commit {git('rev-parse', '--short', 'HEAD')}"
+                            f"{' with local changes' if dirty else ''}")
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if not os.path.exists(args.reference):
         raise BenchError(f"reference pgqd not found at {args.reference} (apt-get install pgqd)")
-    if args.ours is None:
-        log("cargo build --release --locked")
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=REPO, check=True)
-        args.ours = str(REPO / "target" / "release" / "pgqd")
+    build_ours(args)
     args.ours = os.path.abspath(args.ours)
     args.reference = os.path.abspath(args.reference)
 
