@@ -56,20 +56,8 @@ impl<'a> Ticking<'a> {
 
     /// One ticker turn; `Some(state)` ends the ticking phase.
     async fn turn(&mut self, config: &Config) -> Option<State> {
-        let lifetime = spread(config.connection_lifetime, &self.task.ctx.name);
-        if self.replace || self.session.age() >= lifetime || self.session.is_closed() {
-            debug!(
-                "replacing the ticker connection (age {:?})",
-                self.session.age()
-            );
-            match self.task.ctx.connect().await {
-                None => return Some(State::Stopped),
-                Some(Ok(session)) => {
-                    self.session = session;
-                    self.replace = false;
-                }
-                Some(Err(e)) => return Some(self.task.failed("ticker", e)),
-            }
+        if let Some(next) = self.renew_connection(config).await {
+            return Some(next);
         }
         let limits = Limits {
             timeout: config.ticker_timeout,
@@ -87,22 +75,51 @@ impl<'a> Ticking<'a> {
                 self.record(outcome);
                 None
             }
-            Err(PgError::Shutdown) => Some(State::Stopped),
-            Err(e @ PgError::Timeout(_)) => {
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Replaces the ticker connection when it is old, closed or flagged after a
+    /// timeout; `Some(state)` when that fails.
+    async fn renew_connection(&mut self, config: &Config) -> Option<State> {
+        let lifetime = spread(config.connection_lifetime, &self.task.ctx.name);
+        if !(self.replace || self.session.age() >= lifetime || self.session.is_closed()) {
+            return None;
+        }
+        debug!(
+            "replacing the ticker connection (age {:?})",
+            self.session.age()
+        );
+        match self.task.ctx.connect().await {
+            None => Some(State::Stopped),
+            Some(Ok(session)) => {
+                self.session = session;
+                self.replace = false;
+                None
+            }
+            Some(Err(e)) => Some(self.task.failed("ticker", e)),
+        }
+    }
+
+    /// What a failed ticker turn means: `None` keeps ticking.
+    fn failed(&mut self, error: PgError) -> Option<State> {
+        match error {
+            PgError::Shutdown => Some(State::Stopped),
+            PgError::Timeout(_) => {
                 // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
                 // the ticking state on a new connection; log the first of a streak.
                 if self.timeouts == 0 {
                     error!(
                         job = "ticker",
                         query = ticker::TICK_ALL,
-                        "ticker call {e}; replacing the connection"
+                        "ticker call {error}; replacing the connection"
                     );
                 }
                 self.timeouts += 1;
                 self.replace = true;
                 None
             }
-            Err(e) if e.is_missing_object() => {
+            e if e.is_missing_object() => {
                 warn!(
                     job = "ticker",
                     sqlstate = e.sqlstate(),
@@ -111,7 +128,7 @@ impl<'a> Ticking<'a> {
                 );
                 Some(State::Probing)
             }
-            Err(e) => Some(self.task.failed("ticker", e)),
+            e => Some(self.task.failed("ticker", e)),
         }
     }
 
