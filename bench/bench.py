@@ -64,21 +64,23 @@ SESSIONS_SQL = (
     "select coalesce(sum(sessions), 0) from pg_stat_database "
     f"where datname is not null and datname <> '{CTL_DB}'"
 )
-# Per pgq database: the start time of the latest pgq.ticker() call (the ticker
-# connection's query in pg_stat_activity) and the number of calls completed so far
-# (pg_stat_statements, counted at the end of each call, at once). A call still running
-# is not counted yet, so it is call number calls + 1. Pairing a call's number with its
-# start time makes the rate exact: (n1 - n0) calls between the starts q0 and q1.
-TICKER_CALLS_SQL = (
-    "with a as (select datname, query_start, state from pg_stat_activity "
-    "  where backend_type = 'client backend' and pid <> pg_backend_pid() "
-    f"  and application_name is distinct from '{APP}' "
-    r"  and query ~* 'pgq\s*\.\s*ticker\s*\(\s*\)'), "
-    "s as (select d.datname, sum(p.calls) as calls from pg_stat_statements p "
-    "  join pg_database d on d.oid = p.dbid "
-    r"  where p.toplevel and p.query ~* 'pgq\s*\.\s*ticker\s*\(\s*\)' group by 1) "
-    "select a.datname, s.calls + (a.state = 'active')::int, extract(epoch from a.query_start) "
-    "from a join s using (datname)"
+# The ticker rate pairs a call's number with its start time, per pgq database: the
+# start time of the latest pgq.ticker() call is the ticker connection's query_start in
+# pg_stat_activity, and pg_stat_statements counts a call the moment it ends. The
+# activity is read before and after the counts (each statement its own snapshot);
+# where both reads show the same call in the same state, the count belongs to it:
+# idle, it is call number `calls`; still running, number `calls` + 1. Otherwise a call
+# started or ended in between, and that database is read again.
+TICKER_RE = r"pgq\s*\.\s*ticker\s*\(\s*\)"
+TICKER_ACTIVITY_SQL = (
+    "select datname, extract(epoch from query_start), state from pg_stat_activity "
+    "where backend_type = 'client backend' and pid <> pg_backend_pid() "
+    f"and application_name is distinct from '{APP}' and query ~* '{TICKER_RE}';"
+)
+TICKER_COUNTS_SQL = (
+    "select d.datname, sum(p.calls) from pg_stat_statements p "
+    "join pg_database d on d.oid = p.dbid "
+    f"where p.toplevel and p.query ~* '{TICKER_RE}' group by 1;"
 )
 
 # (key, label, decimals shown); run_daemon() fills these keys for each run.
@@ -208,7 +210,7 @@ class Cluster:
             "max_wal_senders = 0",
             "max_wal_size = 4GB",
             "track_functions = all",
-            # Exact, immediate per-database call counts (see TICKER_CALLS_SQL).
+            # Exact, immediate per-database call counts (see TICKER_ACTIVITY_SQL).
             "shared_preload_libraries = 'pg_stat_statements'",
             f"pg_stat_statements.max = {max(5000, 15 * max_connections)}",
             "pg_stat_statements.track_utility = off",
@@ -419,15 +421,22 @@ class Bench:
                          f"{self.clients()}")
 
     def ticker_calls(self, n: int) -> dict[str, tuple[int, float]]:
-        """Per pgq database: (number of a ticker call, its start time), see
-        TICKER_CALLS_SQL. Asks again for databases whose ticker connection was
-        not showing pgq.ticker() at that moment (up to 2 s)."""
+        """Per pgq database: (number of a ticker call, its start time); see
+        TICKER_ACTIVITY_SQL. Reads again the databases that were ambiguous (up to 3 s)."""
         want = set(self.pgq_dbs[:n])
         found: dict[str, tuple[int, float]] = {}
-        for _ in range(10):
-            for db, calls, start in self.cluster.psql(CTL_DB, TICKER_CALLS_SQL, timeout=60):
-                if db in want and db not in found:
-                    found[db] = (int(calls), float(start))
+        script = f"{TICKER_ACTIVITY_SQL}\n\\echo --\n{TICKER_COUNTS_SQL}\n\\echo --\n{TICKER_ACTIVITY_SQL}\n"
+        for _ in range(15):
+            rows = self.cluster.psql(CTL_DB, script, timeout=60)
+            cut1 = rows.index(["--"])
+            cut2 = rows.index(["--"], cut1 + 1)
+            before = {r[0]: (r[1], r[2]) for r in rows[:cut1]}
+            counts = {r[0]: int(r[1]) for r in rows[cut1 + 1 : cut2]}
+            after = {r[0]: (r[1], r[2]) for r in rows[cut2 + 1 :]}
+            for db in want - found.keys():
+                if db in before and db in counts and before[db] == after.get(db):
+                    start, state = before[db]
+                    found[db] = (counts[db] + (state == "active"), float(start))
             if len(found) == len(want):
                 break
             time.sleep(0.2)

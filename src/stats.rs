@@ -103,11 +103,17 @@ impl Stats {
 
     fn update(&self, db: &str, change: impl FnOnce(&mut DbStatus)) {
         let mut map = self.lock();
-        let status = map.entry(db.to_string()).or_insert(DbStatus {
+        // get_mut first: the entry API would allocate the key on every tick.
+        if let Some(status) = map.get_mut(db) {
+            change(status);
+            return;
+        }
+        let mut status = DbStatus {
             state: DbState::Probing,
             last_tick: None,
-        });
-        change(status);
+        };
+        change(&mut status);
+        map.insert(db.to_string(), status);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DbStatus>> {

@@ -40,7 +40,7 @@ impl<'a> Ticking<'a> {
 
     pub(crate) async fn run(mut self) -> State {
         let config = self.task.ctx.config();
-        let mut every = Every::new(config.ticker_period);
+        let mut every = Every::on_grid(config.ticker_period);
         loop {
             tokio::select! {
                 _ = every.tick() => {}
