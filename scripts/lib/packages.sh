@@ -37,6 +37,8 @@ ensure_packages() {
     [ -f "/usr/share/postgresql/$PG_MAJOR/extension/pgq.control" ] || missing+=("postgresql-$PG_MAJOR-pgq3")
     [ -x /usr/bin/pgqd ] || missing+=(pgqd)
     command -v runuser >/dev/null || missing+=(util-linux)
+    # The benchmark runner (bench/run.sh), which the tests run in its quick mode.
+    command -v python3 >/dev/null || missing+=(python3)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod bench_smoke;
 mod cli;
 mod cluster;
 mod conninfo;
