@@ -71,10 +71,13 @@ impl DbContext {
     /// Opens a connection, waiting for a free connect slot first so that a start with
     /// a thousand databases does not storm the server. `None` on shutdown.
     pub async fn connect(&self) -> Option<Result<Session, PgError>> {
-        let attempt = async {
+        // Boxed: connecting (host list, TLS, start-up) is the largest state of every
+        // task's future, and it exists only for a moment; inline, every idle task
+        // would carry its kilobytes.
+        let attempt = Box::pin(async {
             let _slot = self.connect_slots.acquire().await;
             Session::open(&self.target).await
-        };
+        });
         tokio::select! {
             result = attempt => Some(result),
             _ = self.shutdown.cancelled() => None,
@@ -181,11 +184,13 @@ impl DbTask {
         let mut state = State::Probing;
         loop {
             self.ctx.stats.set_state(&self.ctx.name, state.kind());
+            // Each phase's future is boxed, so that an idle database task holds the
+            // future of the phase it is in, not one the size of the largest phase.
             state = match state {
-                State::Probing => self.probe().await,
+                State::Probing => Box::pin(self.probe()).await,
                 State::NoPgq => self.idle(self.ctx.config().check_period).await,
-                State::Standby(session) => self.wait_for_promotion(session).await,
-                State::Ticking(session) => self.tick(session).await,
+                State::Standby(session) => Box::pin(self.wait_for_promotion(session)).await,
+                State::Ticking(session) => Box::pin(self.tick(session)).await,
                 State::BackingOff(delay) => self.idle(delay).await,
                 State::Stopped => return,
             };

@@ -144,13 +144,19 @@ impl Session {
         timeout: Duration,
         shutdown: &CancellationToken,
     ) -> Result<T, PgError> {
-        tokio::pin!(call);
+        // Boxed: tokio-postgres' query futures are large, and inline they would be part
+        // of every idle task's future; one small allocation per query is cheaper than
+        // kilobytes held per database.
+        let mut call = Box::pin(call);
         let reason = tokio::select! {
             result = &mut call => return Ok(result?),
             _ = tokio::time::sleep(timeout) => PgError::Timeout(timeout),
             _ = shutdown.cancelled() => PgError::Shutdown,
         };
-        let _ = tokio::time::timeout(CANCEL_GRACE, self.canceller.cancel()).await;
+        // Boxed: a cancel request is a connection of its own (TLS included), rare, and
+        // inline it would make every query's future kilobytes larger.
+        let cancel = Box::pin(self.canceller.cancel());
+        let _ = tokio::time::timeout(CANCEL_GRACE, cancel).await;
         let _ = tokio::time::timeout(CANCEL_GRACE, call).await;
         Err(reason)
     }
