@@ -4,5 +4,10 @@
 # (bench/run.sh --help lists every option; docs/benchmarks.md has the method and results.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/packages.sh
+
+# Installs what is missing (PostgreSQL, pgq, pgqd 3.5, python3), as scripts/test.sh does.
+ensure_packages >&2
+export PATH="$PG_BINDIR:$PATH"
 export BENCH_COMMAND="bench/run.sh${*:+ $*}"
 exec python3 bench/bench.py "$@"
