@@ -113,22 +113,7 @@ impl Cluster {
 
     /// A cluster of its own with extra postgresql.conf lines.
     pub fn start_with(settings: &[&str]) -> Cluster {
-        let dir = std::env::temp_dir().join(unique("pgqd-it"));
-        fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let pg = nix::unistd::User::from_name("postgres")
-                .unwrap()
-                .expect("no postgres user");
-            nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
-        }
-        let port = 20000
-            + (std::process::id() % 20000) as u16
-            + NEXT.fetch_add(1, Ordering::Relaxed) as u16;
-        let cluster = Cluster {
-            dir,
-            port,
-            owned: true,
-        };
+        let cluster = Cluster::empty();
         run_checked(
             server_command("initdb")
                 .args([
@@ -143,23 +128,68 @@ impl Cluster {
                 ])
                 .arg(cluster.data()),
         );
-        let mut conf = format!(
-            "\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\ntrack_functions = all\nmax_connections = 200\nlog_min_messages = warning\n",
-            cluster.dir.display()
-        );
-        for line in settings {
-            conf.push_str(line);
-            conf.push('\n');
-        }
-        let conf_path = cluster.data().join("postgresql.conf");
-        let mut text = fs::read_to_string(&conf_path).unwrap();
-        text.push_str(&conf);
-        fs::write(&conf_path, text).unwrap();
+        cluster.configure(settings);
         cluster.start_server();
         // pgq's extension script creates these cluster-wide roles only if missing; two
         // databases installing pgq at once could both try. Create them up front.
         cluster.exec("postgres", "begin read write; create role pgq_reader; create role pgq_writer; create role pgq_admin in role pgq_reader, pgq_writer; commit");
         cluster
+    }
+
+    /// A hot standby of `primary`, streaming from it: a base backup with
+    /// `standby.signal` and `primary_conninfo` (`pg_basebackup -R`), started.
+    pub fn standby_of(primary: &Cluster) -> Cluster {
+        let cluster = Cluster::empty();
+        run_checked(
+            server_command("pg_basebackup")
+                .arg("-h")
+                .arg(&primary.dir)
+                .arg("-p")
+                .arg(primary.port.to_string())
+                .args(["-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
+                .arg(cluster.data()),
+        );
+        cluster.configure(&["hot_standby = on"]);
+        cluster.start_server();
+        cluster
+    }
+
+    /// A temp dir owned by the server's user and a free port; no data directory yet.
+    fn empty() -> Cluster {
+        let dir = std::env::temp_dir().join(unique("pgqd-it"));
+        fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .unwrap()
+                .expect("no postgres user");
+            nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
+        }
+        let port = 20000
+            + (std::process::id() % 20000) as u16
+            + NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+        Cluster {
+            dir,
+            port,
+            owned: true,
+        }
+    }
+
+    /// Appends this cluster's port, socket directory and test settings to
+    /// postgresql.conf (later lines win, so a base backup's copy is overridden).
+    fn configure(&self, settings: &[&str]) {
+        let mut conf = format!(
+            "\nport = {}\nunix_socket_directories = '{}'\nlisten_addresses = ''\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\ntrack_functions = all\nmax_connections = 200\nlog_min_messages = warning\n",
+            self.port,
+            self.dir.display()
+        );
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = self.data().join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&conf);
+        fs::write(&conf_path, text).unwrap();
     }
 
     /// The cluster shared by the tests of this binary; each test uses its own database.
@@ -237,6 +267,16 @@ impl Cluster {
                 .arg("-D")
                 .arg(self.data())
                 .args(["-m", "fast", "-w", "stop"]),
+        );
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary (waits until it accepts writes).
+    pub fn promote(&self) {
+        run_checked(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-w", "promote"]),
         );
     }
 

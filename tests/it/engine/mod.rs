@@ -10,6 +10,7 @@ mod maint;
 mod names;
 mod recovery;
 mod retry;
+mod standby;
 mod ticking;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
