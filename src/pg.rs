@@ -196,6 +196,18 @@ pub fn first_int(rows: &[Row]) -> i64 {
     }
 }
 
+/// [`first_int`] for a simple-protocol result: the first column of the first row,
+/// as text read with atoi.
+pub fn simple_first_int(messages: &[SimpleQueryMessage]) -> i64 {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map_or(0, atoi)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
 /// C's atoi: optional blanks and sign, then leading digits.
 fn atoi(text: &str) -> i64 {
     let text = text.trim_start();

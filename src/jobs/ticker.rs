@@ -1,7 +1,7 @@
 //! One ticker turn: `pgq.ticker()` for all queues, with a per-queue fallback so one
 //! broken queue does not stop the others.
 
-use crate::pg::{PgError, Session, first_int};
+use crate::pg::{PgError, Session, simple_first_int};
 
 use super::Limits;
 
@@ -28,11 +28,13 @@ pub enum TickOutcome {
 /// Runs one turn. A lost connection or missing pgq is returned as an error; a
 /// failing queue is not.
 pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgError> {
+    // The simple protocol, as pgqd's PQexec: one message each way and fewer replies to
+    // decode than the extended protocol's parse, bind, describe and execute.
     let cause = match session
-        .query(TICK_ALL, &[], limits.timeout, &limits.shutdown)
+        .execute_simple(TICK_ALL, limits.timeout, &limits.shutdown)
         .await
     {
-        Ok(rows) => return Ok(TickOutcome::All(first_int(&rows))),
+        Ok(messages) => return Ok(TickOutcome::All(simple_first_int(&messages))),
         Err(e) if e.ends_connection() || e.is_missing_object() => return Err(e),
         Err(e) => e,
     };
