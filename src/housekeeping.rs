@@ -87,7 +87,7 @@ impl Housekeeping {
         if self.next_retry <= Instant::now() {
             let limits = Limits {
                 timeout: config.retry_timeout,
-                shutdown: self.ctx.shutdown.clone(),
+                shutdown: &self.ctx.shutdown,
             };
             let result = retry::round(&session, &limits, &self.ctx.stats)
                 .await
@@ -102,7 +102,7 @@ impl Housekeeping {
         {
             let limits = Limits {
                 timeout: config.maint_timeout,
-                shutdown: self.ctx.shutdown.clone(),
+                shutdown: &self.ctx.shutdown,
             };
             let result = maint::round(&session, &limits).await.map(|report| {
                 debug!(

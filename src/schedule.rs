@@ -120,12 +120,18 @@ impl Default for Backoff {
 
 /// Spreads `period` over 90-100 % by a stable hash of `key`, so that a thousand
 /// databases started together do not all reconnect in the same second.
+#[cfg(test)]
 pub fn spread(period: Duration, key: &str) -> Duration {
+    period.mul_f64(spread_share(key))
+}
+
+/// The share of a period (0.9 to 1.0) that [`spread`] gives `key`: a stable hash, so
+/// a database keeps its share across restarts of the daemon.
+pub fn spread_share(key: &str) -> f64 {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    let fraction = 0.9 + 0.1 * (hash % 1000) as f64 / 1000.0;
-    period.mul_f64(fraction)
+    0.9 + 0.1 * (hash % 1000) as f64 / 1000.0
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::database::{DbTask, State};
 use crate::jobs::{Limits, ticker};
 use crate::pg::{PgError, Session};
-use crate::schedule::{Every, spread};
+use crate::schedule::{Every, spread_share};
 
 /// The ticking phase of a database task.
 pub(crate) struct Ticking<'a> {
@@ -24,10 +24,13 @@ pub(crate) struct Ticking<'a> {
     timeouts: u32,
     /// Open a new connection before the next call.
     replace: bool,
+    /// This database's share of connection_lifetime (see [`spread_share`]), hashed once.
+    lifetime_share: f64,
 }
 
 impl<'a> Ticking<'a> {
     pub(crate) fn new(task: &'a mut DbTask, session: Session) -> Self {
+        let lifetime_share = spread_share(&task.ctx.name);
         Ticking {
             task,
             session,
@@ -35,6 +38,7 @@ impl<'a> Ticking<'a> {
             fallback_cause: None,
             timeouts: 0,
             replace: false,
+            lifetime_share,
         }
     }
 
@@ -61,7 +65,7 @@ impl<'a> Ticking<'a> {
         }
         let limits = Limits {
             timeout: config.ticker_timeout,
-            shutdown: self.task.ctx.shutdown.clone(),
+            shutdown: &self.task.ctx.shutdown,
         };
         match ticker::tick(&self.session, &limits).await {
             Ok(outcome) => {
@@ -82,7 +86,7 @@ impl<'a> Ticking<'a> {
     /// Replaces the ticker connection when it is old, closed or flagged after a
     /// timeout; `Some(state)` when that fails.
     async fn renew_connection(&mut self, config: &Config) -> Option<State> {
-        let lifetime = spread(config.connection_lifetime, &self.task.ctx.name);
+        let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
         if !(self.replace || self.session.age() >= lifetime || self.session.is_closed()) {
             return None;
         }

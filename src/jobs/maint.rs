@@ -79,9 +79,9 @@ pub struct Report {
 
 /// Runs one round. Failing operations are logged and skipped; a lost connection ends
 /// the round with an error.
-pub async fn round(session: &Session, limits: &Limits) -> Result<Report, PgError> {
+pub async fn round(session: &Session, limits: &Limits<'_>) -> Result<Report, PgError> {
     let has_list = !session
-        .query(HAS_MAINT_OPERATIONS, &[], limits.timeout, &limits.shutdown)
+        .query(HAS_MAINT_OPERATIONS, &[], limits.timeout, limits.shutdown)
         .await?
         .is_empty();
     let operations = if has_list {
@@ -111,9 +111,9 @@ pub async fn round(session: &Session, limits: &Limits) -> Result<Report, PgError
     Ok(report)
 }
 
-async fn listed(session: &Session, limits: &Limits) -> Result<Vec<Operation>, PgError> {
+async fn listed(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operation>, PgError> {
     let rows = session
-        .query(MAINT_OPERATIONS, &[], limits.timeout, &limits.shutdown)
+        .query(MAINT_OPERATIONS, &[], limits.timeout, limits.shutdown)
         .await?;
     let mut operations = Vec::new();
     for row in rows {
@@ -128,9 +128,9 @@ async fn listed(session: &Session, limits: &Limits) -> Result<Vec<Operation>, Pg
 }
 
 /// pgq before 3.1: rotate every queue now, then return the vacuums pgq asks for.
-async fn old_style(session: &Session, limits: &Limits) -> Result<Vec<Operation>, PgError> {
+async fn old_style(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operation>, PgError> {
     let queues = session
-        .query(OLD_QUEUES, &[], limits.timeout, &limits.shutdown)
+        .query(OLD_QUEUES, &[], limits.timeout, limits.shutdown)
         .await?;
     for row in &queues {
         let step1 = Operation::Call {
@@ -149,7 +149,7 @@ async fn old_style(session: &Session, limits: &Limits) -> Result<Vec<Operation>,
     )
     .await?;
     let tables = session
-        .query(OLD_TABLES_TO_VACUUM, &[], limits.timeout, &limits.shutdown)
+        .query(OLD_TABLES_TO_VACUUM, &[], limits.timeout, limits.shutdown)
         .await?;
     let mut operations = Vec::new();
     for row in tables {
@@ -163,17 +163,17 @@ async fn old_style(session: &Session, limits: &Limits) -> Result<Vec<Operation>,
 }
 
 /// Runs one operation, calling it again while it answers non-zero.
-async fn run(session: &Session, limits: &Limits, operation: &Operation) -> Result<(), PgError> {
+async fn run(session: &Session, limits: &Limits<'_>, operation: &Operation) -> Result<(), PgError> {
     match operation {
         Operation::Vacuum { sql } => {
             session
-                .execute_simple(sql, limits.timeout, &limits.shutdown)
+                .execute_simple(sql, limits.timeout, limits.shutdown)
                 .await?;
         }
         Operation::Call { sql, arg } => {
             for _ in 0..MAX_REPEAT {
                 let rows = session
-                    .query(sql, &[arg.as_deref()], limits.timeout, &limits.shutdown)
+                    .query(sql, &[arg.as_deref()], limits.timeout, limits.shutdown)
                     .await?;
                 if first_int(&rows) == 0 || limits.shutdown.is_cancelled() {
                     return Ok(());

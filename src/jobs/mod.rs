@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The per-call limits and the shutdown token a job turn runs under.
-#[derive(Clone)]
-pub struct Limits {
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
     pub timeout: Duration,
-    pub shutdown: CancellationToken,
+    pub shutdown: &'a CancellationToken,
 }

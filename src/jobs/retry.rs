@@ -10,11 +10,11 @@ pub const RETRY: &str = "select * from pgq.maint_retry_events()";
 
 /// Calls `pgq.maint_retry_events()` until it returns 0; every count goes to the stats
 /// as it comes, so a round cut short still counts what it moved.
-pub async fn round(session: &Session, limits: &Limits, stats: &Stats) -> Result<u64, PgError> {
+pub async fn round(session: &Session, limits: &Limits<'_>, stats: &Stats) -> Result<u64, PgError> {
     let mut total = 0;
     loop {
         let rows = session
-            .query(RETRY, &[], limits.timeout, &limits.shutdown)
+            .query(RETRY, &[], limits.timeout, limits.shutdown)
             .await?;
         let moved = first_int(&rows).max(0) as u64;
         if moved == 0 || limits.shutdown.is_cancelled() {

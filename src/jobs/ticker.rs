@@ -27,11 +27,11 @@ pub enum TickOutcome {
 
 /// Runs one turn. A lost connection or missing pgq is returned as an error; a
 /// failing queue is not.
-pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgError> {
+pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome, PgError> {
     // The simple protocol, as pgqd's PQexec: one message each way and fewer replies to
     // decode than the extended protocol's parse, bind, describe and execute.
     let cause = match session
-        .execute_simple(TICK_ALL, limits.timeout, &limits.shutdown)
+        .execute_simple(TICK_ALL, limits.timeout, limits.shutdown)
         .await
     {
         Ok(messages) => return Ok(TickOutcome::All(simple_first_int(&messages))),
@@ -39,14 +39,14 @@ pub async fn tick(session: &Session, limits: &Limits) -> Result<TickOutcome, PgE
         Err(e) => e,
     };
     let rows = session
-        .query(ELIGIBLE_QUEUES, &[], limits.timeout, &limits.shutdown)
+        .query(ELIGIBLE_QUEUES, &[], limits.timeout, limits.shutdown)
         .await?;
     let mut failed = Vec::new();
     let mut ticked = 0;
     for row in rows {
         let queue: String = row.get(0);
         match session
-            .query(TICK_ONE, &[Some(&queue)], limits.timeout, &limits.shutdown)
+            .query(TICK_ONE, &[Some(&queue)], limits.timeout, limits.shutdown)
             .await
         {
             Ok(_) => ticked += 1,
