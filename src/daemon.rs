@@ -239,12 +239,7 @@ async fn serve(
         }
     }
     let stats = Arc::new(Stats::default());
-    let stale_after = (config.ticker_period * 10).max(config.ticker_timeout * 3);
-    tokio::spawn(notify::watchdog(
-        stats.clone(),
-        stale_after,
-        shutdown.clone(),
-    ));
+    tokio::spawn(notify::watchdog(shutdown.clone()));
     Supervisor::new(config, stats, shutdown, control_rx)
         .run()
         .await;

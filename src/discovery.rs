@@ -28,10 +28,10 @@ pub async fn databases(
         return Ok(names);
     }
     let target = resolve(&config.base_connstr, &config.initial_database, defaults)
-        .map_err(|e| PgError::Connect(e.into()))?;
+        .map_err(PgError::settings)?;
     let session = tokio::select! {
         session = Session::open(&target) => session?,
-        _ = shutdown.cancelled() => return Err(PgError::Shutdown),
+        _ = shutdown.cancelled() => return Err(PgError::shutdown()),
     };
     let rows = session
         .query(LIST_DATABASES, &[], LIST_TIMEOUT, shutdown)

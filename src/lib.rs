@@ -12,9 +12,8 @@
 //! - `logging`: pgqd's log line format, JSON lines, logfile and syslog.
 //! - `supervisor`: the set of database tasks: discovery cadence, start/stop, reload, shutdown.
 //! - `discovery`: which databases exist.
-//! - `database`: one database: probe pgq, tick, and run housekeeping alongside.
-//! - `ticking`: the ticking phase of a database task.
-//! - `housekeeping`: a database's retry and maintenance jobs on one kept connection.
+//! - `db`: one database's task: probe pgq, wait on a standby, tick with housekeeping
+//!   between the ticks on one kept connection (`db/mod.rs` lists its phases).
 //! - `jobs`: one turn of each job (`ticker`, `retry`, `maint`) and its SQL.
 //! - `pidfile`: the pidfile and finding the running daemon.
 //! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
@@ -26,9 +25,8 @@ pub mod cli;
 pub mod config;
 pub mod conninfo;
 pub mod daemon;
-pub mod database;
+pub mod db;
 pub mod discovery;
-pub mod housekeeping;
 pub mod jobs;
 pub mod logging;
 pub mod notify;
@@ -38,7 +36,6 @@ pub mod schedule;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;
-pub mod ticking;
 
 /// The version reported by `-V` and in `Starting pgqd X`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

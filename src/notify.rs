@@ -1,13 +1,8 @@
 //! systemd notifications (`NOTIFY_SOCKET`): readiness, reload, stop, and the watchdog
-//! ping while ticking is healthy. Silent when not started by systemd.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! ping while the event loop runs. Silent when not started by systemd.
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
-
-use crate::stats::{DbState, Stats};
 
 /// The config is loaded and the first database listing is done.
 pub fn ready() {
@@ -34,9 +29,10 @@ fn send(states: &[NotifyState]) {
 }
 
 /// Pings the systemd watchdog (when `WATCHDOG_USEC` asks for it) at half its interval
-/// for as long as ticking is healthy: a database that should be ticking has ticked
-/// within `stale_after`. A wedged daemon stops pinging and systemd restarts it.
-pub async fn watchdog(stats: Arc<Stats>, stale_after: Duration, shutdown: CancellationToken) {
+/// for as long as the daemon's event loop runs. It means "the process is not wedged",
+/// never "every database ticks": a restart cannot fix a lock held on `pgq.tick` or a
+/// server that is down, and that is what `/healthz` and the alert rules are for.
+pub async fn watchdog(shutdown: CancellationToken) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -46,20 +42,6 @@ pub async fn watchdog(stats: Arc<Stats>, stale_after: Duration, shutdown: Cancel
             _ = every.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if healthy(&stats, stale_after) {
-            send(&[NotifyState::Watchdog]);
-        }
+        send(&[NotifyState::Watchdog]);
     }
-}
-
-/// Healthy unless databases are in the ticking state and none has ticked lately.
-fn healthy(stats: &Stats, stale_after: Duration) -> bool {
-    let ticking = stats
-        .databases()
-        .values()
-        .any(|s| s.state == DbState::Ticking);
-    !ticking
-        || stats
-            .last_tick()
-            .is_some_and(|t| t.elapsed() <= stale_after)
 }

@@ -16,32 +16,126 @@ use crate::conninfo::{Canceller, ConnectError, Target};
 /// return, may take before the connection is simply dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
-/// Why a database call failed.
+/// SQLSTATEs this daemon acts on, by name (PostgreSQL's errcodes.txt).
+pub mod sqlstate {
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const INVALID_SCHEMA_NAME: &str = "3F000";
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const CRASH_SHUTDOWN: &str = "57P02";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// Class 08: connection exception.
+    pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+    /// Class 28: invalid authorization specification.
+    pub const INVALID_AUTHORIZATION_CLASS: &str = "28";
+}
+
+/// Why a database call failed. Opaque: callers ask the predicates below, so the
+/// classification lives here alone.
 #[derive(Debug, thiserror::Error)]
-pub enum PgError {
+#[error("{kind}")]
+pub struct PgError {
+    kind: Kind,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Kind {
     #[error("{0}")]
-    Connect(#[from] ConnectError),
-    #[error("{}", crate::conninfo::describe_pg_error(.0))]
-    Query(#[from] tokio_postgres::Error),
+    Connect(ConnectError),
+    #[error("{}", describe(.0))]
+    Query(tokio_postgres::Error),
     #[error("timed out after {0:?}, cancelled")]
     Timeout(Duration),
+    /// The call overran and was cancelled, but did not return within the grace
+    /// period: the connection may still be busy.
+    #[error("timed out after {0:?}, cancel unanswered")]
+    TimeoutUnsettled(Duration),
     #[error("cancelled for shutdown")]
     Shutdown,
 }
 
+impl From<ConnectError> for PgError {
+    fn from(error: ConnectError) -> Self {
+        PgError {
+            kind: Kind::Connect(error),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PgError {
+            kind: Kind::Query(error),
+        }
+    }
+}
+
+/// A server error as `SQLSTATE: message`, with libpq's detail and hint kept; other
+/// errors with their cause.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return crate::conninfo::describe_pg_error(error);
+    };
+    let mut text = format!("{}: {}", db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" (detail: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!(" (hint: {hint})"));
+    }
+    text
+}
+
 impl PgError {
+    /// Shutdown arrived while the call ran (it was cancelled server-side).
+    pub fn shutdown() -> PgError {
+        PgError {
+            kind: Kind::Shutdown,
+        }
+    }
+
+    /// A connection could not even be configured (`base_connstr` resolution failed).
+    pub fn settings(error: impl std::fmt::Display) -> PgError {
+        PgError {
+            kind: Kind::Connect(ConnectError::Other(error.to_string())),
+        }
+    }
+
     /// The SQLSTATE, when the server sent one.
     pub fn code(&self) -> Option<&SqlState> {
-        match self {
-            PgError::Connect(e) => e.code(),
-            PgError::Query(e) => e.code(),
+        match &self.kind {
+            Kind::Connect(e) => e.code(),
+            Kind::Query(e) => e.code(),
             _ => None,
         }
     }
 
-    /// The SQLSTATE as text for logs (`-` when there is none).
-    pub fn sqlstate(&self) -> &str {
-        self.code().map_or("-", SqlState::code)
+    /// The SQLSTATE as text for logs, when the server sent one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.code().map(SqlState::code)
+    }
+
+    fn sqlstate_is(&self, codes: &[&str]) -> bool {
+        self.sqlstate().is_some_and(|c| codes.contains(&c))
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.kind, Kind::Shutdown)
+    }
+
+    /// The call overran its timeout and was cancelled server-side.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout(_) | Kind::TimeoutUnsettled(_))
+    }
+
+    /// The failure happened while connecting (no session was made).
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect(_))
     }
 
     /// The connection is gone or unusable: reconnect (quickly) rather than retry the query.
@@ -49,35 +143,50 @@ impl PgError {
     /// cannot connect now), 53300 (too many connections), and no SQLSTATE at all
     /// (refused, reset, timed out).
     pub fn is_connection_lost(&self) -> bool {
-        match self.code() {
-            None => !matches!(self, PgError::Shutdown | PgError::Timeout(_)),
+        use sqlstate::*;
+        match self.sqlstate() {
+            None => !(self.is_shutdown() || self.is_timeout()),
             Some(code) => {
-                let code = code.code();
-                code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+                code.starts_with(CONNECTION_EXCEPTION_CLASS)
+                    || [
+                        ADMIN_SHUTDOWN,
+                        CRASH_SHUTDOWN,
+                        CANNOT_CONNECT_NOW,
+                        TOO_MANY_CONNECTIONS,
+                    ]
+                    .contains(&code)
             }
         }
     }
 
-    /// The connection must not be used again: lost, or a call on it overran and was
-    /// cancelled (it may still be busy), or shutdown cut the call short.
+    /// The connection must not be used again: lost, or a call on it overran and its
+    /// cancel went unanswered (it may still be busy), or shutdown cut the call short.
     pub fn ends_connection(&self) -> bool {
-        self.is_connection_lost() || matches!(self, PgError::Timeout(_) | PgError::Shutdown)
+        self.is_connection_lost() || matches!(self.kind, Kind::TimeoutUnsettled(_) | Kind::Shutdown)
     }
 
     /// The server refuses us for reasons a fast retry will not fix (no such database,
     /// bad password, no permission): try again only after check_period.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, PgError::Connect(_))
-            && self.code().is_some_and(|c| {
-                let c = c.code();
-                c == "3D000" || c.starts_with("28") || c == "42501"
+        use sqlstate::*;
+        self.is_connect()
+            && self.sqlstate().is_some_and(|c| {
+                c == INVALID_CATALOG_NAME
+                    || c.starts_with(INVALID_AUTHORIZATION_CLASS)
+                    || c == INSUFFICIENT_PRIVILEGE
             })
     }
 
-    /// pgq (or the called function) is not there: re-probe the database.
+    /// A schema, function or table is missing: pgq may be gone, or only one queue's
+    /// objects (a re-probe on the same connection tells which).
     pub fn is_missing_object(&self) -> bool {
-        self.code()
-            .is_some_and(|c| matches!(c.code(), "3F000" | "42883" | "42P01"))
+        use sqlstate::*;
+        self.sqlstate_is(&[
+            INVALID_SCHEMA_NAME,
+            UNDEFINED_FUNCTION,
+            UNDEFINED_TABLE,
+            UNDEFINED_OBJECT,
+        ])
     }
 }
 
@@ -148,17 +257,25 @@ impl Session {
         // of every idle task's future; one small allocation per query is cheaper than
         // kilobytes held per database.
         let mut call = Box::pin(call);
-        let reason = tokio::select! {
+        let timed_out = tokio::select! {
             result = &mut call => return Ok(result?),
-            _ = tokio::time::sleep(timeout) => PgError::Timeout(timeout),
-            _ = shutdown.cancelled() => PgError::Shutdown,
+            _ = tokio::time::sleep(timeout) => true,
+            _ = shutdown.cancelled() => false,
         };
         // Boxed: a cancel request is a connection of its own (TLS included), rare, and
         // inline it would make every query's future kilobytes larger.
         let cancel = Box::pin(self.canceller.cancel());
         let _ = tokio::time::timeout(CANCEL_GRACE, cancel).await;
-        let _ = tokio::time::timeout(CANCEL_GRACE, call).await;
-        Err(reason)
+        // The call returns (cancelled, or finished just before the cancel arrived)
+        // before the session is used again; a cancel that reaches an idle backend is
+        // ignored by the server, so a settled session is safe to reuse.
+        let settled = tokio::time::timeout(CANCEL_GRACE, call).await.is_ok();
+        let kind = match (timed_out, settled) {
+            (false, _) => Kind::Shutdown,
+            (true, true) => Kind::Timeout(timeout),
+            (true, false) => Kind::TimeoutUnsettled(timeout),
+        };
+        Err(PgError { kind })
     }
 }
 
@@ -234,12 +351,21 @@ mod tests {
         assert_eq!(atoi(""), 0);
     }
 
-    /// A timeout is not a lost connection, but like shutdown it ends the connection.
+    /// A timeout is not a lost connection; one whose cancel went unanswered, like
+    /// shutdown, ends the connection.
     #[test]
     fn classification() {
-        let timeout = PgError::Timeout(Duration::from_secs(1));
-        assert!(!timeout.is_connection_lost() && timeout.ends_connection());
-        assert!(!PgError::Shutdown.is_connection_lost() && PgError::Shutdown.ends_connection());
-        assert!(!PgError::Timeout(Duration::from_secs(1)).is_refusal());
+        let timeout = PgError {
+            kind: Kind::Timeout(Duration::from_secs(1)),
+        };
+        assert!(timeout.is_timeout() && !timeout.is_connection_lost());
+        assert!(!timeout.ends_connection() && !timeout.is_refusal());
+        let unsettled = PgError {
+            kind: Kind::TimeoutUnsettled(Duration::from_secs(1)),
+        };
+        assert!(unsettled.is_timeout() && unsettled.ends_connection());
+        let shutdown = PgError::shutdown();
+        assert!(!shutdown.is_connection_lost() && shutdown.ends_connection());
+        assert!(shutdown.sqlstate().is_none());
     }
 }

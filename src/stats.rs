@@ -20,7 +20,8 @@ pub enum DbState {
     BackingOff,
 }
 
-/// Shared counters. pgqd's three figures are reset by each stats line.
+/// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
+/// difference between two [`Stats::totals`].
 #[derive(Debug, Default)]
 pub struct Stats {
     ticks: AtomicU64,
@@ -42,6 +43,17 @@ pub struct Snapshot {
     pub ticks: u64,
     pub maint: u64,
     pub retry: u64,
+}
+
+impl Snapshot {
+    /// The figures between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        Snapshot {
+            ticks: self.ticks.saturating_sub(earlier.ticks),
+            maint: self.maint.saturating_sub(earlier.maint),
+            retry: self.retry.saturating_sub(earlier.retry),
+        }
+    }
 }
 
 impl std::fmt::Display for Snapshot {
@@ -83,12 +95,12 @@ impl Stats {
         self.lock().remove(db);
     }
 
-    /// The figures since the last call, resetting them (pgqd's semantics).
-    pub fn take(&self) -> Snapshot {
+    /// The totals since start.
+    pub fn totals(&self) -> Snapshot {
         Snapshot {
-            ticks: self.ticks.swap(0, Ordering::Relaxed),
-            maint: self.maint.swap(0, Ordering::Relaxed),
-            retry: self.retry.swap(0, Ordering::Relaxed),
+            ticks: self.ticks.load(Ordering::Relaxed),
+            maint: self.maint.load(Ordering::Relaxed),
+            retry: self.retry.load(Ordering::Relaxed),
         }
     }
 
@@ -125,16 +137,27 @@ impl Stats {
 mod tests {
     use super::*;
 
-    /// The stats line has pgqd's exact shape, and taking it resets the counters.
+    /// The stats line has pgqd's exact shape and shows the figures since the last
+    /// line, while the totals only grow.
     #[test]
-    fn stats_line_and_reset() {
+    fn stats_line_from_monotonic_totals() {
         let stats = Stats::default();
         stats.ticked("a");
         stats.ticked("b");
         stats.maint_done();
         stats.retried(7);
-        assert_eq!(stats.take().to_string(), "{ticks: 2, maint: 1, retry: 7}");
-        assert_eq!(stats.take(), Snapshot::default());
+        let first = stats.totals();
+        assert_eq!(
+            first.since(&Snapshot::default()).to_string(),
+            "{ticks: 2, maint: 1, retry: 7}"
+        );
+        stats.ticked("a");
+        let second = stats.totals();
+        assert_eq!(
+            second.since(&first).to_string(),
+            "{ticks: 1, maint: 0, retry: 0}"
+        );
+        assert_eq!(second.ticks, 3);
         assert!(stats.last_tick().is_some());
         assert_eq!(stats.databases()["a"].state, DbState::Ticking);
     }

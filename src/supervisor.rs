@@ -13,11 +13,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
 use crate::conninfo::{Defaults, resolve};
-use crate::database::{DbContext, DbTask, Outage};
+use crate::db::{DbContext, DbTask, Outage};
 use crate::logging::db_label;
 use crate::notify;
-use crate::schedule::Every;
-use crate::stats::Stats;
+use crate::schedule::{Backoff, Every};
+use crate::stats::{Snapshot, Stats};
 
 /// At most this many connection attempts run at once, across all databases.
 const PARALLEL_CONNECTS: usize = 32;
@@ -48,6 +48,12 @@ pub struct Supervisor {
     tasks: JoinSet<()>,
     connect_slots: Arc<Semaphore>,
     discovery_outage: Outage,
+    /// While listing the databases fails, it is tried again after this backoff
+    /// rather than after a whole check_period.
+    discovery_backoff: Backoff,
+    retry_listing: Option<tokio::time::Instant>,
+    /// The totals at the last stats line, so each line shows the figures since then.
+    last_stats: Snapshot,
 }
 
 impl Supervisor {
@@ -68,6 +74,9 @@ impl Supervisor {
             tasks: JoinSet::new(),
             connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
             discovery_outage: Outage::default(),
+            discovery_backoff: Backoff::new(),
+            retry_listing: None,
+            last_stats: Snapshot::default(),
         }
     }
 
@@ -86,7 +95,8 @@ impl Supervisor {
                 biased;
                 _ = self.shutdown.cancelled() => break,
                 _ = check.tick() => self.refresh().await,
-                _ = stats_line.tick() => info!("{}", self.stats.take()),
+                _ = until(self.retry_listing) => self.refresh().await,
+                _ = stats_line.tick() => self.stats_line(),
                 Some(control) = self.control.recv() => {
                     self.apply(control).await;
                     check.set_period(self.config.check_period);
@@ -97,6 +107,13 @@ impl Supervisor {
         }
         notify::stopping();
         self.stop_all().await;
+    }
+
+    /// pgqd's stats line: the figures since the previous line.
+    fn stats_line(&mut self) {
+        let totals = self.stats.totals();
+        info!("{}", totals.since(&self.last_stats));
+        self.last_stats = totals;
     }
 
     fn defaults(&self) -> Defaults {
@@ -113,13 +130,17 @@ impl Supervisor {
             {
                 Ok(names) => {
                     self.discovery_outage.end("discovery");
+                    self.discovery_backoff.reset();
+                    self.retry_listing = None;
                     names
                 }
-                Err(crate::pg::PgError::Shutdown) => return,
+                Err(e) if e.is_shutdown() => return,
                 Err(e) => {
                     let label = db_label(&self.config.initial_database);
                     let _span = info_span!("db", db = label).entered();
                     self.discovery_outage.begin("discovery", &e);
+                    let delay = self.discovery_backoff.next_delay();
+                    self.retry_listing = Some(tokio::time::Instant::now() + delay);
                     return;
                 }
             };
@@ -157,7 +178,6 @@ impl Supervisor {
             stats: self.stats.clone(),
             connect_slots: self.connect_slots.clone(),
             shutdown: stop.clone(),
-            outage: Default::default(),
         };
         let span = info_span!("db", db = label);
         let task = self
@@ -253,5 +273,13 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -70,45 +70,60 @@ fn quote_ident(part: &str) -> Option<String> {
     valid.then(|| format!("\"{}\"", part.replace('"', "\"\"")))
 }
 
-/// What a round did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    pub operations: usize,
-    pub failed: usize,
-}
-
-/// Runs one round. Failing operations are logged and skipped; a lost connection ends
-/// the round with an error.
-pub async fn round(session: &Session, limits: &Limits<'_>) -> Result<Report, PgError> {
+/// The operations of one round: the list `pgq.maint_operations()` gives, or, for a pgq
+/// without it, the vacuums it asks for after rotating every queue at once.
+pub async fn operations(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operation>, PgError> {
     let has_list = !session
         .query(HAS_MAINT_OPERATIONS, &[], limits.timeout, limits.shutdown)
         .await?
         .is_empty();
-    let operations = if has_list {
-        listed(session, limits).await?
+    if has_list {
+        listed(session, limits).await
     } else {
-        old_style(session, limits).await?
-    };
-    let mut report = Report::default();
-    for operation in operations {
-        if limits.shutdown.is_cancelled() {
-            break;
+        old_style(session, limits).await
+    }
+}
+
+/// One call of an operation; `true` when it asks to be called again (a function
+/// that returned non-zero). A vacuum is one statement.
+pub async fn call(
+    session: &Session,
+    limits: &Limits<'_>,
+    operation: &Operation,
+) -> Result<bool, PgError> {
+    match operation {
+        Operation::Vacuum { sql } => {
+            session
+                .execute_simple(sql, limits.timeout, limits.shutdown)
+                .await?;
+            Ok(false)
         }
-        report.operations += 1;
-        if let Err(e) = run(session, limits, &operation).await {
-            if e.ends_connection() {
-                return Err(e);
-            }
-            report.failed += 1;
-            warn!(
-                job = "maint",
-                sqlstate = e.sqlstate(),
-                query = describe(&operation),
-                "maintenance operation failed: {e}"
-            );
+        Operation::Call { sql, arg } => {
+            let rows = session
+                .query(sql, &[arg.as_deref()], limits.timeout, limits.shutdown)
+                .await?;
+            Ok(first_int(&rows) != 0 && !limits.shutdown.is_cancelled())
         }
     }
-    Ok(report)
+}
+
+/// Logs a failed operation; the rest of the list still runs.
+pub fn log_failure(operation: &Operation, error: &PgError) {
+    warn!(
+        job = "maint",
+        sqlstate = error.sqlstate(),
+        query = describe(operation),
+        "maintenance operation failed: {error}"
+    );
+}
+
+/// Logs an operation cut off after [`MAX_REPEAT`] calls.
+pub fn log_cut_off(operation: &Operation) {
+    info!(
+        job = "maint",
+        query = describe(operation),
+        "operation still asks for more after {MAX_REPEAT} calls; going on with the next one"
+    );
 }
 
 async fn listed(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operation>, PgError> {
@@ -137,17 +152,13 @@ async fn old_style(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operati
             sql: OLD_ROTATE_STEP1.into(),
             arg: row.try_get(0).ok(),
         };
-        run(session, limits, &step1).await?;
+        run(session, limits, &step1, 0).await?;
     }
-    run(
-        session,
-        limits,
-        &Operation::Call {
-            sql: OLD_ROTATE_STEP2.into(),
-            arg: None,
-        },
-    )
-    .await?;
+    let step2 = Operation::Call {
+        sql: OLD_ROTATE_STEP2.into(),
+        arg: None,
+    };
+    run(session, limits, &step2, 0).await?;
     let tables = session
         .query(OLD_TABLES_TO_VACUUM, &[], limits.timeout, limits.shutdown)
         .await?;
@@ -162,34 +173,25 @@ async fn old_style(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operati
     Ok(operations)
 }
 
-/// Runs one operation, calling it again while it answers non-zero.
-async fn run(session: &Session, limits: &Limits<'_>, operation: &Operation) -> Result<(), PgError> {
-    match operation {
-        Operation::Vacuum { sql } => {
-            session
-                .execute_simple(sql, limits.timeout, limits.shutdown)
-                .await?;
-        }
-        Operation::Call { sql, arg } => {
-            for _ in 0..MAX_REPEAT {
-                let rows = session
-                    .query(sql, &[arg.as_deref()], limits.timeout, limits.shutdown)
-                    .await?;
-                if first_int(&rows) == 0 || limits.shutdown.is_cancelled() {
-                    return Ok(());
-                }
-            }
-            info!(
-                job = "maint",
-                query = describe(operation),
-                "operation still asks for more after {MAX_REPEAT} calls; going on with the next one"
-            );
+/// Runs one operation to its end, calling it again while it answers non-zero;
+/// `calls` were already made (elsewhere) and count towards the cut-off.
+pub async fn run(
+    session: &Session,
+    limits: &Limits<'_>,
+    operation: &Operation,
+    mut calls: usize,
+) -> Result<(), PgError> {
+    while call(session, limits, operation).await? {
+        calls += 1;
+        if calls >= MAX_REPEAT {
+            log_cut_off(operation);
+            break;
         }
     }
     Ok(())
 }
 
-fn describe(operation: &Operation) -> String {
+pub fn describe(operation: &Operation) -> String {
     match operation {
         Operation::Vacuum { sql } => sql.clone(),
         Operation::Call {

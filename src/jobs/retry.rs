@@ -8,15 +8,20 @@ use super::Limits;
 /// Moves at most a handful of events per call; pgqd calls it again until it returns 0.
 pub const RETRY: &str = "select * from pgq.maint_retry_events()";
 
-/// Calls `pgq.maint_retry_events()` until it returns 0; every count goes to the stats
-/// as it comes, so a round cut short still counts what it moved.
+/// One call of `pgq.maint_retry_events()`: the number of events it moved back.
+pub async fn call(session: &Session, limits: &Limits<'_>) -> Result<u64, PgError> {
+    let rows = session
+        .query(RETRY, &[], limits.timeout, limits.shutdown)
+        .await?;
+    Ok(first_int(&rows).max(0) as u64)
+}
+
+/// Calls it until it returns 0; every count goes to the stats as it comes, so a round
+/// cut short still counts what it moved.
 pub async fn round(session: &Session, limits: &Limits<'_>, stats: &Stats) -> Result<u64, PgError> {
     let mut total = 0;
     loop {
-        let rows = session
-            .query(RETRY, &[], limits.timeout, limits.shutdown)
-            .await?;
-        let moved = first_int(&rows).max(0) as u64;
+        let moved = call(session, limits).await?;
         if moved == 0 || limits.shutdown.is_cancelled() {
             return Ok(total);
         }

@@ -11,6 +11,9 @@ pub const TICK_ALL: &str = "select pgq.ticker()";
 const ELIGIBLE_QUEUES: &str = "select queue_name from pgq.queue where not queue_external_ticker and not queue_ticker_paused order by queue_name";
 /// The per-queue ticker; it applies the same "is a tick due" rules as the all-queue call.
 const TICK_ONE: &str = "select pgq.ticker($1)";
+/// Whether `pgq.ticker()` exists: tells "pgq is gone" from "one queue's sequence or
+/// table is gone" when the ticker reports a missing object.
+pub const TICKER_EXISTS: &str = "select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace where n.nspname = 'pgq' and p.proname = 'ticker'";
 
 /// How a ticker turn went.
 #[derive(Debug)]
@@ -25,8 +28,10 @@ pub enum TickOutcome {
     },
 }
 
-/// Runs one turn. A lost connection or missing pgq is returned as an error; a
-/// failing queue is not.
+/// Runs one turn. A lost connection, a timeout or missing pgq is returned as an
+/// error; a failing queue is not, whatever its error: a queue whose tick or event
+/// sequence was dropped makes `pgq.ticker()` raise 42P01 like a missing pgq would,
+/// so a missing object counts as pgq's only when `pgq.ticker()` is really gone.
 pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome, PgError> {
     // The simple protocol, as pgqd's PQexec: one message each way and fewer replies to
     // decode than the extended protocol's parse, bind, describe and execute.
@@ -35,7 +40,10 @@ pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome,
         .await
     {
         Ok(messages) => return Ok(TickOutcome::All(simple_first_int(&messages))),
-        Err(e) if e.ends_connection() || e.is_missing_object() => return Err(e),
+        Err(e) if e.ends_connection() || e.is_timeout() => return Err(e),
+        Err(e) if e.is_missing_object() && !ticker_exists(session, limits).await? => {
+            return Err(e);
+        }
         Err(e) => e,
     };
     let rows = session
@@ -50,7 +58,7 @@ pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome,
             .await
         {
             Ok(_) => ticked += 1,
-            Err(e) if e.ends_connection() => return Err(e),
+            Err(e) if e.ends_connection() || e.is_timeout() => return Err(e),
             Err(e) => failed.push((queue, e)),
         }
     }
@@ -59,4 +67,11 @@ pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome,
         failed,
         ticked,
     })
+}
+
+async fn ticker_exists(session: &Session, limits: &Limits<'_>) -> Result<bool, PgError> {
+    let rows = session
+        .query(TICKER_EXISTS, &[], limits.timeout, limits.shutdown)
+        .await?;
+    Ok(!rows.is_empty())
 }

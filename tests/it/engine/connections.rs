@@ -1,4 +1,4 @@
-//! Connections: kept rather than churned, at most two per database, templates not held.
+//! Connections: kept rather than churned, one per database, templates not held.
 
 use std::time::Duration;
 
@@ -63,10 +63,10 @@ fn steady_state_opens_no_sessions() {
     let mut observer = cluster.connect("postgres");
     wait_for(
         &daemon,
-        "two pgqd connections per database, maintenance done",
+        "one pgqd connection per database, maintenance done",
         || {
             let held = dbs.iter().map(|db| pgqd_backends(&mut observer, db));
-            held.sum::<i64>() == 4
+            held.sum::<i64>() == 2
                 && clients
                     .iter_mut()
                     .all(|c| pgq_calls(c, "maint_operations") > 0)
@@ -103,10 +103,10 @@ fn steady_state_opens_no_sessions() {
     );
 }
 
-/// pgqd holds at most 2 connections per database (ticker; retry and maintenance
-/// share one), checked all along several quick retry and maintenance rounds.
+/// pgqd holds one connection per database (ticker, retry and maintenance share it),
+/// checked all along several quick retry and maintenance rounds.
 #[test]
-fn at_most_two_connections_per_database() {
+fn one_connection_per_database() {
     let cluster = Cluster::shared();
     let db = pgq_db(cluster, "conns");
     eager_queue(cluster, &db, "q");
@@ -126,17 +126,13 @@ fn at_most_two_connections_per_database() {
         let held = pgqd_backends(&mut observer, &db);
         check(
             &daemon,
-            held <= 2,
+            held <= 1,
             &format!("{held} pgqd connections to {db}"),
         );
         most = most.max(held);
         pgq_calls(&mut client, "maint_operations") >= 10
     });
-    check(
-        &daemon,
-        most == 2,
-        "ticker and housekeeping connections seen",
-    );
+    check(&daemon, most == 1, "the one connection seen");
 }
 
 /// A template database is never held open: with initial_database = template1 (and

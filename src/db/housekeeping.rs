@@ -1,0 +1,347 @@
+//! A database's retry and maintenance jobs, run between ticks on the ticker's own
+//! session, one bounded call at a time. A call that overruns its inline bound is
+//! cancelled (each call is its own transaction, so that is safe) and the rest of its
+//! round moves to a short-lived second connection, as does every VACUUM. pgqd 3.5
+//! opens a new connection for every round; we open one only for slow work.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, error};
+
+use super::context::{DbContext, End};
+use crate::config::Config;
+use crate::jobs::maint::{self, MAX_REPEAT, Operation};
+use crate::jobs::{Limits, retry};
+use crate::pg::{PgError, Session};
+
+/// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
+const ERROR_RETRY: Duration = Duration::from_secs(20);
+/// The inline bound is half a ticker_period, but never below this.
+const MIN_INLINE: Duration = Duration::from_millis(20);
+
+/// The schedules and the rounds in progress of one database's housekeeping.
+pub struct Housekeeping {
+    next_retry: Instant,
+    next_maint: Instant,
+    /// A retry round is in progress (`pgq.maint_retry_events()` until it returns 0).
+    retrying: bool,
+    /// The maintenance round in progress.
+    maint: Option<MaintRound>,
+    /// Work moved to a second connection; no inline housekeeping until it is done.
+    slow: Option<JoinHandle<()>>,
+}
+
+/// The operations of a maintenance round still to run.
+struct MaintRound {
+    operations: VecDeque<Operation>,
+    /// Calls already made of the first operation (they count towards the cut-off).
+    calls: usize,
+    failed: usize,
+}
+
+/// What one housekeeping call left to do.
+enum Step {
+    /// Nothing is due.
+    Idle,
+    /// More calls may be due.
+    More,
+}
+
+/// Work for the second connection.
+enum SlowWork {
+    Retry,
+    Maint(MaintRound),
+}
+
+impl Default for Housekeeping {
+    fn default() -> Self {
+        Housekeeping::new()
+    }
+}
+
+impl Housekeeping {
+    /// Both jobs are due at once, as pgqd launches them when pgq is found.
+    pub fn new() -> Housekeeping {
+        let now = Instant::now();
+        Housekeeping {
+            next_retry: now,
+            next_maint: now,
+            retrying: false,
+            maint: None,
+            slow: None,
+        }
+    }
+
+    /// Runs due housekeeping calls on `session` while `budget` lasts. An error that
+    /// ends the connection ends the ticking phase; other failures are logged here.
+    pub async fn turn(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+        budget: Duration,
+    ) -> Result<(), End> {
+        if self.slow.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        self.slow = None;
+        let started = Instant::now();
+        while started.elapsed() < budget && !ctx.shutdown.is_cancelled() {
+            if let Step::Idle = self.step(ctx, session, config).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether work runs on the second connection now.
+    pub fn slow_work_running(&self) -> bool {
+        self.slow.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    async fn step(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<Step, End> {
+        let now = Instant::now();
+        if !self.retrying && self.next_retry <= now {
+            self.retrying = true;
+        }
+        if self.retrying {
+            self.retry_call(ctx, session, config).await?;
+            return Ok(Step::More);
+        }
+        if self.maint.is_none() && self.next_maint <= now {
+            self.plan_maint(ctx, session, config).await?;
+            return Ok(Step::More);
+        }
+        if self.maint.is_some() {
+            self.maint_call(ctx, session, config).await?;
+            return Ok(Step::More);
+        }
+        Ok(Step::Idle)
+    }
+
+    async fn retry_call(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        let (limits, inline_only) = inline(ctx, config, config.retry_timeout);
+        match retry::call(session, &limits).await {
+            Ok(0) => self.retry_done(config.retry_period),
+            Ok(moved) => ctx.stats.retried(moved),
+            Err(e) if e.ends_connection() => return Err(End::failed("retry")(e)),
+            Err(e) if e.is_timeout() && !inline_only => {
+                self.retry_done(config.retry_period);
+                self.move_to_slow_lane(ctx, SlowWork::Retry);
+            }
+            Err(e) => {
+                error!(
+                    job = "retry",
+                    sqlstate = e.sqlstate(),
+                    query = retry::RETRY,
+                    "retry round failed: {e}"
+                );
+                self.retry_done(ERROR_RETRY.min(config.retry_period));
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_done(&mut self, next: Duration) {
+        self.retrying = false;
+        self.next_retry = Instant::now() + next;
+    }
+
+    async fn plan_maint(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        match maint::operations(session, &limits).await {
+            Ok(operations) => {
+                self.maint = Some(MaintRound {
+                    operations: operations.into(),
+                    calls: 0,
+                    failed: 0,
+                });
+                Ok(())
+            }
+            Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
+            Err(e) => {
+                error!(
+                    job = "maint",
+                    sqlstate = e.sqlstate(),
+                    query = "pgq.maint_operations()",
+                    "maint round failed: {e}"
+                );
+                self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
+                Ok(())
+            }
+        }
+    }
+
+    /// One call of the round's first operation; a VACUUM, or a call that overran the
+    /// inline bound, moves the rest of the round to the second connection.
+    async fn maint_call(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        let Some(mut round) = self.maint.take() else {
+            return Ok(());
+        };
+        let Some(operation) = round.operations.front() else {
+            self.maint_done(ctx, &round, config.maint_period);
+            return Ok(());
+        };
+        if matches!(operation, Operation::Vacuum { .. }) {
+            self.maint_to_slow_lane(ctx, round, config);
+            return Ok(());
+        }
+        let (limits, inline_only) = inline(ctx, config, config.maint_timeout);
+        match maint::call(session, &limits, operation).await {
+            Ok(true) if round.calls + 1 < MAX_REPEAT => round.calls += 1,
+            Ok(again) => {
+                if again {
+                    maint::log_cut_off(operation);
+                }
+                round.next_operation();
+            }
+            Err(e) if e.ends_connection() => return Err(End::failed("maint")(e)),
+            Err(e) if e.is_timeout() && !inline_only => {
+                self.maint_to_slow_lane(ctx, round, config);
+                return Ok(());
+            }
+            Err(e) => {
+                maint::log_failure(operation, &e);
+                round.failed += 1;
+                round.next_operation();
+            }
+        }
+        self.maint = Some(round);
+        Ok(())
+    }
+
+    fn maint_to_slow_lane(&mut self, ctx: &DbContext, round: MaintRound, config: &Config) {
+        self.next_maint = Instant::now() + config.maint_period;
+        self.move_to_slow_lane(ctx, SlowWork::Maint(round));
+    }
+
+    fn maint_done(&mut self, ctx: &DbContext, round: &MaintRound, next: Duration) {
+        debug!(
+            job = "maint",
+            "maintenance round done, {} operations failed", round.failed
+        );
+        ctx.stats.maint_done();
+        self.next_maint = Instant::now() + next;
+    }
+
+    /// Runs `work` to its end on a connection of its own, under the job's full
+    /// timeout, and closes that connection.
+    fn move_to_slow_lane(&mut self, ctx: &DbContext, work: SlowWork) {
+        let ctx = ctx.clone();
+        let job = match work {
+            SlowWork::Retry => "retry",
+            SlowWork::Maint(_) => "maint",
+        };
+        debug!(
+            job,
+            "slow work: moving the rest of the round to a second connection"
+        );
+        let run = async move {
+            match ctx.connect().await {
+                Ok(session) => run_slow(&ctx, &session, work).await,
+                Err(e) if e.is_shutdown() => {}
+                Err(e) => error!(
+                    job,
+                    sqlstate = e.sqlstate(),
+                    "cannot open a second connection for slow {job} work: {e}"
+                ),
+            }
+        };
+        self.slow = Some(tokio::spawn(run.in_current_span()));
+    }
+}
+
+impl MaintRound {
+    fn next_operation(&mut self) {
+        self.operations.pop_front();
+        self.calls = 0;
+    }
+}
+
+/// Limits for an inline call: half a ticker_period, or the job's own timeout when
+/// that is shorter (then a timeout is the job's, not a reason to move it).
+fn inline<'a>(ctx: &'a DbContext, config: &Config, job_timeout: Duration) -> (Limits<'a>, bool) {
+    let bound = (config.ticker_period / 2).max(MIN_INLINE);
+    let limits = Limits {
+        timeout: bound.min(job_timeout),
+        shutdown: &ctx.shutdown,
+    };
+    (limits, job_timeout <= bound)
+}
+
+/// The slow lane: the rest of a round with the job's own timeout.
+async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
+    let config = ctx.config();
+    match work {
+        SlowWork::Retry => {
+            let limits = Limits {
+                timeout: config.retry_timeout,
+                shutdown: &ctx.shutdown,
+            };
+            if let Err(e) = retry::round(session, &limits, &ctx.stats).await {
+                log_slow_failure("retry", retry::RETRY, &e);
+            }
+        }
+        SlowWork::Maint(mut round) => {
+            let limits = Limits {
+                timeout: config.maint_timeout,
+                shutdown: &ctx.shutdown,
+            };
+            while let Some(operation) = round.operations.front() {
+                if ctx.shutdown.is_cancelled() {
+                    return;
+                }
+                if let Err(e) = maint::run(session, &limits, operation, round.calls).await {
+                    if e.ends_connection() {
+                        log_slow_failure("maint", &maint::describe(operation), &e);
+                        return;
+                    }
+                    maint::log_failure(operation, &e);
+                    round.failed += 1;
+                }
+                round.next_operation();
+            }
+            debug!(
+                job = "maint",
+                "maintenance round done on the second connection, {} operations failed",
+                round.failed
+            );
+            ctx.stats.maint_done();
+        }
+    }
+}
+
+fn log_slow_failure(job: &str, query: &str, error: &PgError) {
+    if error.is_shutdown() {
+        return;
+    }
+    error!(
+        job,
+        sqlstate = error.sqlstate(),
+        query,
+        "{job} round failed on the second connection: {error}"
+    );
+}

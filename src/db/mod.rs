@@ -1,0 +1,160 @@
+//! One database: a task that probes it for pgq, waits on a hot standby, then ticks
+//! with housekeeping between the ticks, on one kept connection. Each phase lives in a
+//! file of its own and returns how it ended ([`End`]); this file alone maps those
+//! ends to the next state, with the backoff and the outage lines.
+//!
+//! - `context`: what the phases share, the phase ends and the outage bookkeeping.
+//! - `probe`: connect, check pgq, primary or standby; the wait for promotion.
+//! - `ticking`: `pgq.ticker()` at a fixed rate, housekeeping after each call.
+//! - `housekeeping`: retry and maintenance, inline and bounded, slow work moved aside.
+
+mod context;
+mod housekeeping;
+mod probe;
+mod ticking;
+
+use std::time::Duration;
+
+use tracing::{error, warn};
+
+pub use context::{DbContext, End, Outage};
+pub use housekeeping::Housekeeping;
+pub use ticking::Ticking;
+
+use crate::pg::{PgError, Session};
+use crate::schedule::Backoff;
+use crate::stats::DbState;
+use probe::Found;
+
+/// What the database task does next; each state owns what it needs.
+enum State {
+    Probing,
+    NoPgq,
+    Standby(Session),
+    Ticking(Session),
+    BackingOff(Duration),
+    Stopped,
+}
+
+impl State {
+    fn kind(&self) -> DbState {
+        match self {
+            State::Probing | State::Stopped => DbState::Probing,
+            State::NoPgq => DbState::NoPgq,
+            State::Standby(_) => DbState::Standby,
+            State::Ticking(_) => DbState::Ticking,
+            State::BackingOff(_) => DbState::BackingOff,
+        }
+    }
+}
+
+/// The long-running task of one database.
+pub struct DbTask {
+    ctx: DbContext,
+    backoff: Backoff,
+    outage: Outage,
+}
+
+impl DbTask {
+    pub fn new(ctx: DbContext) -> DbTask {
+        DbTask {
+            ctx,
+            backoff: Backoff::new(),
+            outage: Outage::default(),
+        }
+    }
+
+    /// Runs until the shutdown token (the supervisor's child token) is cancelled.
+    pub async fn run(mut self) {
+        let mut state = State::Probing;
+        loop {
+            self.ctx.stats.set_state(&self.ctx.name, state.kind());
+            // Each phase's future is boxed, so that an idle database task holds the
+            // future of the phase it is in, not one the size of the largest phase.
+            state = match state {
+                State::Probing => Box::pin(self.probe()).await,
+                State::NoPgq => self.idle(self.ctx.config().check_period).await,
+                State::Standby(session) => {
+                    let end = Box::pin(probe::wait_for_promotion(&self.ctx, session)).await;
+                    self.next(end)
+                }
+                State::Ticking(session) => Box::pin(self.tick(session)).await,
+                State::BackingOff(delay) => self.idle(delay).await,
+                State::Stopped => return,
+            };
+        }
+    }
+
+    async fn idle(&self, delay: Duration) -> State {
+        if self.ctx.pause(delay).await {
+            State::Probing
+        } else {
+            State::Stopped
+        }
+    }
+
+    async fn probe(&mut self) -> State {
+        match probe::probe(&self.ctx).await {
+            Ok(found) => {
+                self.outage.end("probe");
+                match found {
+                    Found::Primary(session) => State::Ticking(session),
+                    Found::Standby(session) => State::Standby(session),
+                }
+            }
+            Err(end) => self.next(end),
+        }
+    }
+
+    async fn tick(&mut self, session: Session) -> State {
+        let mut ticking = Ticking::new(&self.ctx, session);
+        let end = ticking.run().await;
+        // The backoff starts over only once ticking works: a database that connects
+        // but fails at once is never re-probed faster than the backoff allows.
+        if ticking.ticked() {
+            self.backoff.reset();
+        }
+        self.next(end)
+    }
+
+    /// The next state after a phase ended: a fast, backed-off reconnect for a lost
+    /// connection or a re-probe, a wait of check_period for a refusal or an
+    /// unexpected error.
+    fn next(&mut self, end: End) -> State {
+        match end {
+            End::Stopped => State::Stopped,
+            End::NoPgq => {
+                self.outage.end("probe");
+                State::NoPgq
+            }
+            End::Reprobe => State::BackingOff(self.backoff.next_delay()),
+            End::Failed { job, error } => self.failed(job, error),
+        }
+    }
+
+    fn failed(&mut self, job: &str, error: PgError) -> State {
+        if error.is_timeout() {
+            warn!(job, "{error}; reconnecting");
+            return State::BackingOff(self.backoff.next_delay());
+        }
+        if error.is_refusal() {
+            let hint = if self.ctx.name.contains('#') {
+                "; the name contains '#': pgqd.ini has no inline comments, so database_list may hold a comment"
+            } else {
+                ""
+            };
+            error!(
+                job,
+                sqlstate = error.sqlstate(),
+                "cannot connect: {error}{hint}"
+            );
+            return State::BackingOff(self.ctx.config().check_period);
+        }
+        if error.is_connection_lost() {
+            self.outage.begin(job, &error);
+            return State::BackingOff(self.backoff.next_delay());
+        }
+        error!(job, sqlstate = error.sqlstate(), "{job} failed: {error}");
+        State::BackingOff(self.ctx.config().check_period)
+    }
+}

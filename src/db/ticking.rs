@@ -1,0 +1,219 @@
+//! The ticking phase of a database task: `pgq.ticker()` at a fixed rate on the
+//! database's one connection, the due housekeeping after each call, the connection
+//! replaced after `connection_lifetime`, and failing queues logged once each rather
+//! than every period.
+
+use std::collections::BTreeSet;
+
+use tokio::time::Instant;
+use tracing::{debug, error, info, trace, warn};
+
+use super::context::{DbContext, End};
+use super::housekeeping::Housekeeping;
+use crate::config::Config;
+use crate::jobs::{Limits, ticker};
+use crate::pg::{PgError, Session};
+use crate::schedule::{Every, spread_share};
+
+/// The ticking phase of one database.
+pub struct Ticking<'a> {
+    ctx: &'a DbContext,
+    session: Session,
+    housekeeping: Housekeeping,
+    /// Queues that failed in the per-queue fallback, so each is logged once.
+    failing: BTreeSet<String>,
+    /// The last all-queues error, logged once until ticking recovers.
+    fallback_cause: Option<String>,
+    /// Consecutive ticker calls that overran ticker_timeout.
+    timeouts: u32,
+    /// Open a new connection before the next call.
+    replace: bool,
+    /// This database's share of connection_lifetime (see [`spread_share`]), hashed once.
+    lifetime_share: f64,
+    /// At least one ticker call succeeded in this phase.
+    ticked: bool,
+}
+
+impl<'a> Ticking<'a> {
+    pub fn new(ctx: &'a DbContext, session: Session) -> Self {
+        Ticking {
+            ctx,
+            session,
+            housekeeping: Housekeeping::new(),
+            failing: BTreeSet::new(),
+            fallback_cause: None,
+            timeouts: 0,
+            replace: false,
+            lifetime_share: spread_share(&ctx.name),
+            ticked: false,
+        }
+    }
+
+    /// Ticks until the connection is lost, pgq disappears or shutdown.
+    pub async fn run(&mut self) -> End {
+        let mut every = Every::on_grid(self.ctx.config().ticker_period);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = self.ctx.shutdown.cancelled() => return End::Stopped,
+            }
+            let config = self.ctx.config();
+            every.set_period(config.ticker_period);
+            if let Err(end) = self.turn(&config).await {
+                return end;
+            }
+        }
+    }
+
+    /// Whether a ticker call has succeeded in this phase.
+    pub fn ticked(&self) -> bool {
+        self.ticked
+    }
+
+    /// One turn: the ticker call, then due housekeeping calls on the same session for
+    /// at most half a ticker_period, so the next tick is never held up by more than
+    /// one bounded call.
+    pub async fn turn(&mut self, config: &Config) -> Result<(), End> {
+        let started = Instant::now();
+        self.renew_connection(config).await?;
+        self.tick(config).await?;
+        if self.replace {
+            return Ok(());
+        }
+        let budget = (config.ticker_period / 2).saturating_sub(started.elapsed());
+        self.housekeeping
+            .turn(self.ctx, &self.session, config, budget)
+            .await
+    }
+
+    async fn tick(&mut self, config: &Config) -> Result<(), End> {
+        let limits = Limits {
+            timeout: config.ticker_timeout,
+            shutdown: &self.ctx.shutdown,
+        };
+        match ticker::tick(&self.session, &limits).await {
+            Ok(outcome) => {
+                if self.timeouts > 0 {
+                    info!(
+                        job = "ticker",
+                        "ticker calls complete again after {} timeouts", self.timeouts
+                    );
+                    self.timeouts = 0;
+                }
+                self.record(outcome);
+                Ok(())
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Replaces the connection when it is old, closed or flagged after a timeout.
+    async fn renew_connection(&mut self, config: &Config) -> Result<(), End> {
+        let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
+        if self.session.is_closed() {
+            // pg_terminate_backend, a server restart or a switchover; a failure to
+            // reconnect is logged as an outage.
+            warn!(
+                job = "ticker",
+                "the server closed the connection; reconnecting"
+            );
+        } else if self.replace {
+            debug!("replacing the connection after a timeout");
+        } else if self.session.age() >= lifetime {
+            debug!(
+                "replacing the connection after connection_lifetime (age {:?})",
+                self.session.age()
+            );
+        } else {
+            return Ok(());
+        }
+        self.session = self.ctx.connect().await.map_err(End::failed("ticker"))?;
+        self.replace = false;
+        Ok(())
+    }
+
+    /// What a failed ticker call means: `Ok` keeps ticking.
+    fn failed(&mut self, error: PgError) -> Result<(), End> {
+        if error.is_timeout() {
+            // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
+            // the ticking state on a new connection; log the first of a streak.
+            if self.timeouts == 0 {
+                error!(
+                    job = "ticker",
+                    query = ticker::TICK_ALL,
+                    "ticker call {error}; replacing the connection"
+                );
+            }
+            self.timeouts += 1;
+            self.replace = true;
+            return Ok(());
+        }
+        if error.is_missing_object() && !error.ends_connection() {
+            warn!(
+                job = "ticker",
+                sqlstate = error.sqlstate(),
+                query = ticker::TICK_ALL,
+                "pgq is gone: {error}"
+            );
+            return Err(End::Reprobe);
+        }
+        Err(End::failed("ticker")(error))
+    }
+
+    fn record(&mut self, outcome: ticker::TickOutcome) {
+        match outcome {
+            ticker::TickOutcome::All(queues) => {
+                trace!("ticker: {queues} queues ticked");
+                if self.fallback_cause.take().is_some() {
+                    info!(job = "ticker", "pgq.ticker() works again for all queues");
+                }
+                self.failing.clear();
+                self.ticked = true;
+                self.ctx.stats.ticked(&self.ctx.name);
+            }
+            ticker::TickOutcome::Fallback {
+                cause,
+                failed,
+                ticked,
+            } => {
+                let cause_text = cause.to_string();
+                if self.fallback_cause.as_deref() != Some(&cause_text) {
+                    error!(
+                        job = "ticker",
+                        sqlstate = cause.sqlstate(),
+                        query = ticker::TICK_ALL,
+                        "ticker failed, ticking each queue on its own: {cause_text}"
+                    );
+                    self.fallback_cause = Some(cause_text);
+                }
+                self.note_failing_queues(failed);
+                if ticked > 0 {
+                    self.ticked = true;
+                    self.ctx.stats.ticked(&self.ctx.name);
+                }
+            }
+        }
+    }
+
+    fn note_failing_queues(&mut self, failed: Vec<(String, PgError)>) {
+        let now: BTreeSet<String> = failed.iter().map(|(q, _)| q.clone()).collect();
+        for (queue, e) in &failed {
+            if !self.failing.contains(queue) {
+                error!(
+                    job = "ticker",
+                    queue = queue.as_str(),
+                    sqlstate = e.sqlstate(),
+                    "ticker failed for queue {queue}: {e}"
+                );
+            }
+        }
+        for queue in self.failing.difference(&now) {
+            info!(
+                job = "ticker",
+                queue = queue.as_str(),
+                "queue {queue} ticks again"
+            );
+        }
+        self.failing = now;
+    }
+}
