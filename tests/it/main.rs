@@ -8,3 +8,4 @@ mod cluster;
 mod conninfo;
 mod engine;
 mod service;
+mod turns;

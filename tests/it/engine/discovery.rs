@@ -152,3 +152,26 @@ fn pgq_with_null_version_is_served() {
         all_ticks(cluster, &db) > 2
     });
 }
+
+/// With the server down at start, discovery tries again with the reconnect backoff
+/// (100 ms doubling to 2 s) rather than after check_period: with check_period = 60 the
+/// database ticks within the 30 s deadline after the server comes up (before the
+/// fix it waited the whole check_period).
+#[test]
+fn discovery_backs_off_while_the_server_is_down() {
+    let cluster = Cluster::start();
+    let db = pgq_db(&cluster, "late");
+    eager_queue(&cluster, &db, "q");
+    let before = all_ticks(&cluster, &db);
+    cluster.stop_server();
+    let daemon = Daemon::start(&detecting(
+        &cluster,
+        "postgres",
+        &["check_period = 60", "ticker_period = 0.2"],
+    ));
+    daemon.wait_for_log("job=discovery");
+    cluster.start_server();
+    wait_for(&daemon, "ticks once the server is up", || {
+        all_ticks(&cluster, &db) > before
+    });
+}

@@ -195,3 +195,77 @@ fn ticker_waiting(observer: &mut postgres::Client, db: &str) -> bool {
         .get::<_, i64>(0)
         > 0
 }
+
+/// A queue whose tick sequence or event sequence is gone makes `pgq.ticker()` raise
+/// 42P01 like a missing pgq would; it is a queue failure, not "pgq is gone": over
+/// 20 s the healthy queue keeps ticking, each broken queue is named once, the
+/// database gets at most 5 new sessions and at most 5 ERROR/WARNING lines (before the
+/// fix: a re-probe loop of about 230 sessions a second).
+#[test]
+fn missing_queue_sequence_is_a_queue_failure() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "noseq");
+    for queue in ["q_ok", "q_noticks", "q_noevents"] {
+        eager_queue(cluster, &db, queue);
+    }
+    cluster.exec(
+        &db,
+        "update pgq.queue set queue_tick_seq = 'no_such_seq' where queue_name = 'q_noticks';
+         do $$ begin
+           execute 'drop sequence ' || (select queue_event_seq from pgq.queue
+                                         where queue_name = 'q_noevents') || ' cascade';
+         end $$;",
+    );
+    let daemon = Daemon::start(&serving(cluster, &[&db], &["ticker_period = 0.2"]));
+    wait_for(&daemon, "q_ok ticking", || {
+        tick_count(cluster, &db, "q_ok") > 2
+    });
+    let mut observer = cluster.connect("postgres");
+    let sessions = |observer: &mut postgres::Client| -> i64 {
+        observer
+            .batch_execute("select pg_stat_clear_snapshot()")
+            .unwrap();
+        observer
+            .query_one(
+                "select sessions from pg_stat_database where datname = $1",
+                &[&db],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let (since, sessions_before, ok_before) = (
+        Instant::now(),
+        sessions(&mut observer),
+        tick_count(cluster, &db, "q_ok"),
+    );
+    wait_for(&daemon, "a 20 s window", || {
+        since.elapsed().as_secs() >= 20 && tick_count(cluster, &db, "q_ok") > ok_before + 20
+    });
+    let new_sessions = sessions(&mut observer) - sessions_before;
+    check(
+        &daemon,
+        new_sessions <= 5,
+        &format!("{new_sessions} new sessions in 20 s"),
+    );
+    let output = daemon.output();
+    let label = format!("[{db}]: ");
+    let complaints =
+        lines_with(&output, &[&label, " ERROR "]) + lines_with(&output, &[&label, " WARNING "]);
+    check(
+        &daemon,
+        complaints <= 5,
+        &format!("{complaints} ERROR/WARNING lines"),
+    );
+    for queue in ["q_noticks", "q_noevents"] {
+        check(
+            &daemon,
+            lines_with(&output, &[&format!("ticker failed for queue {queue}")]) == 1,
+            &format!("{queue} named once"),
+        );
+    }
+    check(
+        &daemon,
+        !output.contains("pgq is gone"),
+        "a broken queue taken for a missing pgq",
+    );
+}

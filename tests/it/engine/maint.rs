@@ -2,7 +2,7 @@
 
 use crate::harness::{Cluster, Daemon};
 
-use super::{check, eager_queue, lines_with, pgq_db, serving, wait_for};
+use super::{check, eager_queue, lines_with, pgq_db, pgqd_backends, serving, wait_for};
 
 /// With a queue rotation period of 2 seconds and a consumer that keeps finishing
 /// batches, the daemon's maintenance rounds (maint_period = 1) rotate the event
@@ -249,5 +249,71 @@ fn vacuum_operations_run() {
         &daemon,
         !daemon.output().contains("maintenance operation failed"),
         "a maintenance operation failed",
+    );
+}
+
+/// A slow maintenance function (3 s of pg_sleep, with ticker_period = 1, so over
+/// the inline bound of 0.5 s) is cancelled on the ticker's session and runs to its
+/// end on a second connection: its row commits, the operation after it runs, the
+/// ticks stay on time (no gap between two ticks reaches 1.5 x ticker_period) and the
+/// second connection is closed afterwards.
+#[test]
+fn slow_operation_moves_to_a_second_connection() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "slowmaint");
+    eager_queue(cluster, &db, "q");
+    let mut client = cluster.connect(&db);
+    client.batch_execute(RECORDER).unwrap();
+    client
+        .batch_execute(
+            "create function public.slow(q text) returns int language plpgsql as
+               $$ begin perform pg_sleep(3); perform note('slow', q); return 0; end $$;
+             update pgq.queue set queue_extra_maint =
+               array['public.first', 'public.slow', 'public.last']
+              where queue_name = 'q';",
+        )
+        .unwrap();
+    let daemon = Daemon::start(&serving(
+        cluster,
+        &[&db],
+        &["ticker_period = 1", "maint_period = 60"],
+    ));
+    let mut observer = cluster.connect("postgres");
+    let mut most = 0;
+    let done = |client: &mut postgres::Client| -> bool {
+        client
+            .query_one(
+                "select count(*) = 2 from calls where round = 1 and fn in ('slow', 'last')",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    wait_for(&daemon, "the slow operation and the one after it", || {
+        most = most.max(pgqd_backends(&mut observer, &db));
+        done(&mut client)
+    });
+    check(
+        &daemon,
+        most == 2,
+        &format!("{most} connections at most during the slow operation"),
+    );
+    wait_for(&daemon, "the second connection closed", || {
+        pgqd_backends(&mut observer, &db) == 1
+    });
+    let gap: f64 = client
+        .query_one(
+            "select extract(epoch from max(gap))::float8 from (
+               select tick_time - lag(tick_time) over (order by tick_id) as gap
+                 from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue
+                where q.queue_name = 'q' and t.tick_id > 1) g",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    check(
+        &daemon,
+        gap < 1.5,
+        &format!("largest gap between two ticks {gap:.3} s with ticker_period 1"),
     );
 }
