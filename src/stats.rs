@@ -18,6 +18,8 @@ pub enum DbState {
     Ticking,
     /// Waiting before reconnecting after an error.
     BackingOff,
+    /// Another instance holds this database's leader lock and ticks it; this one waits.
+    Follower,
 }
 
 /// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
