@@ -195,6 +195,16 @@ pub struct Session {
     client: Client,
     canceller: Canceller,
     opened: Instant,
+    /// Runs when the session is dropped (the connection closes): a gauge's decrement.
+    on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(hook) = self.on_drop.take() {
+            hook();
+        }
+    }
 }
 
 impl Session {
@@ -205,7 +215,14 @@ impl Session {
             client: connected.client,
             canceller: connected.canceller,
             opened: Instant::now(),
+            on_drop: None,
         })
+    }
+
+    /// Runs `hook` when the session is dropped.
+    pub fn on_drop(mut self, hook: impl FnOnce() + Send + Sync + 'static) -> Session {
+        self.on_drop = Some(Box::new(hook));
+        self
     }
 
     pub fn age(&self) -> Duration {

@@ -1,14 +1,22 @@
-//! Counters, kept in one place: pgqd's stats line and each database's state.
+//! Counters and each database's state, kept in one place: pgqd's stats line, the
+//! metrics, the health rules and `/status` all read them from here.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
-/// What a database task is doing, for logs now and for health and metrics later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use prometheus_client::metrics::histogram::Histogram;
+
+/// Identical errors (same database, job and SQLSTATE) are logged at most this often;
+/// the ones in between are counted and the count is given with the next line.
+pub const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What a database task is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DbState {
     /// Connecting and checking for pgq.
+    #[default]
     Probing,
     /// Connected, but the database has no pgq (or one too old); re-checked every check_period.
     NoPgq,
@@ -22,21 +30,150 @@ pub enum DbState {
     Follower,
 }
 
+impl DbState {
+    pub const ALL: [DbState; 6] = [
+        DbState::Probing,
+        DbState::NoPgq,
+        DbState::Standby,
+        DbState::Ticking,
+        DbState::BackingOff,
+        DbState::Follower,
+    ];
+
+    /// The name used in metrics labels and `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbState::Probing => "probing",
+            DbState::NoPgq => "no_pgq",
+            DbState::Standby => "standby",
+            DbState::Ticking => "ticking",
+            DbState::BackingOff => "backing_off",
+            DbState::Follower => "follower",
+        }
+    }
+
+    /// Whether this instance is expected to tick the database in this state.
+    pub fn should_tick(self) -> bool {
+        matches!(
+            self,
+            DbState::Probing | DbState::Ticking | DbState::BackingOff
+        )
+    }
+}
+
 /// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
 /// difference between two [`Stats::totals`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     ticks: AtomicU64,
     maint: AtomicU64,
     retry: AtomicU64,
     databases: Mutex<BTreeMap<String, DbStatus>>,
+    /// How long `pgq.ticker()` calls take, all databases together.
+    pub ticker_seconds: Histogram,
+    /// The first database listing is done (readiness).
+    discovered: AtomicBool,
+    /// The supervisor's loop last went round (liveness).
+    heartbeat: Mutex<Instant>,
 }
 
-/// The last known state of one database.
-#[derive(Debug, Clone, Copy)]
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            ticks: AtomicU64::new(0),
+            maint: AtomicU64::new(0),
+            retry: AtomicU64::new(0),
+            databases: Mutex::default(),
+            ticker_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            discovered: AtomicBool::new(false),
+            heartbeat: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+/// What is known of one database.
+#[derive(Debug, Clone, Default)]
 pub struct DbStatus {
     pub state: DbState,
+    /// When the state was entered.
+    pub state_since: Option<Instant>,
     pub last_tick: Option<Instant>,
+    pub last_tick_wall: Option<SystemTime>,
+    /// The last time the ticking loop went round (liveness of the task).
+    pub last_turn: Option<Instant>,
+    /// Ticker calls by result: `ok`, `fallback` (ticked queue by queue), `error`, `timeout`.
+    pub ticker_calls: BTreeMap<&'static str, u64>,
+    /// Maintenance operations by result: `ok`, `error`.
+    pub maint_operations: BTreeMap<&'static str, u64>,
+    pub retry_events: u64,
+    /// Errors by job and SQLSTATE (`""` when the server sent none).
+    pub errors: BTreeMap<(&'static str, String), u64>,
+    pub outages: u64,
+    pub connections: i64,
+    pub last_error: Option<LastError>,
+    /// Whether this instance holds the database's leader lock (`None`: no lock used).
+    pub leader: Option<bool>,
+    /// PgQ's own figures, collected every queue_stats_period.
+    pub queues: Vec<QueueStats>,
+    pub consumers: Vec<ConsumerStats>,
+    pub queue_stats_at: Option<SystemTime>,
+    /// Rate limiting of identical error lines: when each was last logged and how
+    /// many were held back since.
+    repeats: BTreeMap<(&'static str, String), (Instant, u64)>,
+}
+
+/// The most recent error of a database.
+#[derive(Debug, Clone)]
+pub struct LastError {
+    pub job: &'static str,
+    pub sqlstate: Option<String>,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// One queue's figures from `pgq.get_queue_info()`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueStats {
+    pub name: String,
+    pub ticker_lag: Option<f64>,
+    pub idle_period: Option<f64>,
+    pub new_events: Option<i64>,
+    pub events_total: Option<i64>,
+    pub last_rotation: Option<f64>,
+    pub paused: bool,
+}
+
+/// One consumer's figures from `pgq.get_consumer_info()`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumerStats {
+    pub queue: String,
+    pub name: String,
+    pub lag: Option<f64>,
+    pub last_seen: Option<f64>,
+    pub pending_events: Option<i64>,
+}
+
+/// Whether to log an error now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Log it; `held_back` identical lines were not logged since the last one.
+    Log { held_back: u64 },
+    /// An identical line was logged less than [`REPEAT_LOG_INTERVAL`] ago.
+    HoldBack,
+}
+
+impl Repeat {
+    /// The suffix for a line logged after held-back repeats.
+    pub fn suffix(self) -> String {
+        match self {
+            Repeat::Log { held_back } if held_back > 0 => {
+                format!(" (repeated {held_back} times since the last report)")
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// One stats line's figures.
@@ -70,13 +207,31 @@ impl std::fmt::Display for Snapshot {
 }
 
 impl Stats {
-    /// One successful ticker round in `db`.
-    pub fn ticked(&self, db: &str) {
+    /// One successful ticker round in `db` (`fallback`: queue by queue).
+    pub fn ticked(&self, db: &str, fallback: bool) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
         self.update(db, |s| {
             s.state = DbState::Ticking;
             s.last_tick = Some(Instant::now());
+            s.last_tick_wall = Some(SystemTime::now());
+            *s.ticker_calls
+                .entry(if fallback { "fallback" } else { "ok" })
+                .or_default() += 1;
         });
+    }
+
+    /// A ticker call in `db` that failed (`timeout`: overran ticker_timeout).
+    pub fn ticker_failed(&self, db: &str, timeout: bool) {
+        self.update(db, |s| {
+            *s.ticker_calls
+                .entry(if timeout { "timeout" } else { "error" })
+                .or_default() += 1;
+        });
+    }
+
+    /// The ticking loop of `db` went round.
+    pub fn turned(&self, db: &str) {
+        self.update(db, |s| s.last_turn = Some(Instant::now()));
     }
 
     /// One completed maintenance round.
@@ -84,13 +239,89 @@ impl Stats {
         self.maint.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Events moved back by `pgq.maint_retry_events()`.
-    pub fn retried(&self, events: u64) {
+    /// One maintenance operation in `db`, done or failed.
+    pub fn maint_operation(&self, db: &str, ok: bool) {
+        self.update(db, |s| {
+            *s.maint_operations
+                .entry(if ok { "ok" } else { "error" })
+                .or_default() += 1;
+        });
+    }
+
+    /// Events moved back by `pgq.maint_retry_events()` in `db`.
+    pub fn retried(&self, db: &str, events: u64) {
         self.retry.fetch_add(events, Ordering::Relaxed);
+        self.update(db, |s| s.retry_events += events);
+    }
+
+    /// An error of `job` in `db`: counted, kept as the last error, and rate-limited
+    /// for the log (see [`Repeat`]).
+    pub fn error(
+        &self,
+        db: &str,
+        job: &'static str,
+        sqlstate: Option<&str>,
+        message: &str,
+    ) -> Repeat {
+        let now = Instant::now();
+        let code = sqlstate.unwrap_or_default().to_string();
+        let mut repeat = Repeat::HoldBack;
+        self.update(db, |s| {
+            *s.errors.entry((job, code.clone())).or_default() += 1;
+            s.last_error = Some(LastError {
+                job,
+                sqlstate: sqlstate.map(str::to_string),
+                message: message.to_string(),
+                at: SystemTime::now(),
+            });
+            let entry = s.repeats.entry((job, code)).or_insert((now, u64::MAX));
+            if entry.1 == u64::MAX || now.duration_since(entry.0) >= REPEAT_LOG_INTERVAL {
+                repeat = Repeat::Log {
+                    held_back: if entry.1 == u64::MAX { 0 } else { entry.1 },
+                };
+                *entry = (now, 0);
+            } else {
+                entry.1 += 1;
+            }
+        });
+        repeat
+    }
+
+    /// An outage of `db` started.
+    pub fn outage(&self, db: &str) {
+        self.update(db, |s| s.outages += 1);
+    }
+
+    /// A connection to `db` opened (`+1`) or closed (`-1`).
+    pub fn connections(&self, db: &str, change: i64) {
+        self.update(db, |s| s.connections += change);
     }
 
     pub fn set_state(&self, db: &str, state: DbState) {
-        self.update(db, |s| s.state = state);
+        self.update(db, |s| {
+            if s.state != state || s.state_since.is_none() {
+                s.state = state;
+                s.state_since = Some(Instant::now());
+            }
+        });
+    }
+
+    pub fn set_leader(&self, db: &str, leader: Option<bool>) {
+        self.update(db, |s| s.leader = leader);
+    }
+
+    /// PgQ's figures of `db`, replacing the previous ones (dropped queues disappear).
+    pub fn set_queue_stats(
+        &self,
+        db: &str,
+        queues: Vec<QueueStats>,
+        consumers: Vec<ConsumerStats>,
+    ) {
+        self.update(db, |s| {
+            s.queues = queues;
+            s.consumers = consumers;
+            s.queue_stats_at = Some(SystemTime::now());
+        });
     }
 
     pub fn forget(&self, db: &str) {
@@ -106,13 +337,31 @@ impl Stats {
         }
     }
 
-    /// The most recent successful tick in any database.
-    pub fn last_tick(&self) -> Option<Instant> {
-        self.lock().values().filter_map(|s| s.last_tick).max()
-    }
-
     pub fn databases(&self) -> BTreeMap<String, DbStatus> {
         self.lock().clone()
+    }
+
+    /// Reads the databases' status without copying it.
+    pub fn with_databases<T>(&self, read: impl FnOnce(&BTreeMap<String, DbStatus>) -> T) -> T {
+        read(&self.lock())
+    }
+
+    /// The first database listing is done.
+    pub fn set_discovered(&self) {
+        self.discovered.store(true, Ordering::Relaxed);
+    }
+
+    pub fn discovered(&self) -> bool {
+        self.discovered.load(Ordering::Relaxed)
+    }
+
+    /// The supervisor's loop is alive.
+    pub fn beat(&self) {
+        *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    pub fn last_beat(&self) -> Instant {
+        *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn update(&self, db: &str, change: impl FnOnce(&mut DbStatus)) {
@@ -122,15 +371,12 @@ impl Stats {
             change(status);
             return;
         }
-        let mut status = DbStatus {
-            state: DbState::Probing,
-            last_tick: None,
-        };
+        let mut status = DbStatus::default();
         change(&mut status);
         map.insert(db.to_string(), status);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DbStatus>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, DbStatus>> {
         self.databases.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -144,23 +390,42 @@ mod tests {
     #[test]
     fn stats_line_from_monotonic_totals() {
         let stats = Stats::default();
-        stats.ticked("a");
-        stats.ticked("b");
+        stats.ticked("a", false);
+        stats.ticked("b", true);
         stats.maint_done();
-        stats.retried(7);
+        stats.retried("a", 7);
         let first = stats.totals();
         assert_eq!(
             first.since(&Snapshot::default()).to_string(),
             "{ticks: 2, maint: 1, retry: 7}"
         );
-        stats.ticked("a");
+        stats.ticked("a", false);
         let second = stats.totals();
         assert_eq!(
             second.since(&first).to_string(),
             "{ticks: 1, maint: 0, retry: 0}"
         );
         assert_eq!(second.ticks, 3);
-        assert!(stats.last_tick().is_some());
-        assert_eq!(stats.databases()["a"].state, DbState::Ticking);
+        let dbs = stats.databases();
+        assert_eq!(dbs["a"].state, DbState::Ticking);
+        assert_eq!(dbs["a"].ticker_calls["ok"], 2);
+        assert_eq!(dbs["b"].ticker_calls["fallback"], 1);
+        assert_eq!(dbs["a"].retry_events, 7);
+    }
+
+    /// Identical errors are counted every time but logged once per interval; a
+    /// different SQLSTATE or job is logged at once.
+    #[test]
+    fn identical_errors_are_rate_limited() {
+        let stats = Stats::default();
+        let log = |job, code| stats.error("a", job, code, "boom");
+        assert_eq!(log("ticker", Some("42501")), Repeat::Log { held_back: 0 });
+        assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
+        assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
+        assert_eq!(log("ticker", Some("28P01")), Repeat::Log { held_back: 0 });
+        assert_eq!(log("maint", Some("42501")), Repeat::Log { held_back: 0 });
+        let dbs = stats.databases();
+        assert_eq!(dbs["a"].errors[&("ticker", "42501".to_string())], 3);
+        assert_eq!(dbs["a"].last_error.as_ref().unwrap().job, "maint");
     }
 }

@@ -67,6 +67,11 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// `text` (pgqd's line format) or `json` (one object per line).
     pub log_format: LogFormat,
+    /// `host:port` of the HTTP listener (metrics, health, status); empty: none.
+    pub http_listen: String,
+    /// Seconds between readings of PgQ's queue and consumer figures per database.
+    #[serde(with = "value::seconds")]
+    pub queue_stats_period: Duration,
 }
 
 /// How log lines are written.
@@ -101,6 +106,8 @@ impl Default for Config {
             maint_timeout: secs(600),
             connect_timeout: secs(10),
             log_format: LogFormat::Text,
+            http_listen: String::new(),
+            queue_stats_period: secs(30),
         }
     }
 }

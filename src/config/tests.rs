@@ -67,6 +67,8 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = json
+http_listen = 127.0.0.1:9650
+queue_stats_period = 15
 ")
     .unwrap();
     let from_toml = toml_text(
@@ -90,6 +92,8 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = "json"
+http_listen = "127.0.0.1:9650"
+queue_stats_period = 15
 "#,
     )
     .unwrap();
@@ -97,6 +101,8 @@ log_format = "json"
     assert_eq!(from_ini.database_list, ["a", "b", "c"]);
     assert_eq!(from_ini.ticker_period, Duration::from_millis(100));
     assert_eq!(from_ini.maint_period, Duration::from_millis(7500));
+    assert_eq!(from_ini.http_listen, "127.0.0.1:9650");
+    assert_eq!(from_ini.queue_stats_period, Duration::from_secs(15));
     assert_eq!(from_ini.base_connstr.expose(), "host=/tmp port=5433");
     assert_eq!(from_ini.log_format, LogFormat::Json);
     assert_eq!(from_ini.logfile.as_deref(), Some(Path::new("/tmp/l.log")));
@@ -105,7 +111,7 @@ log_format = "json"
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 19, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 21, "{:?}", known_keys());
 }
 
 /// Times are non-negative decimal seconds; units, signs and zero are refused with

@@ -13,7 +13,7 @@ use tracing::{debug, error, info};
 use crate::config::Config;
 use crate::conninfo::Target;
 use crate::pg::{PgError, Session};
-use crate::stats::Stats;
+use crate::stats::{REPEAT_LOG_INTERVAL, Repeat, Stats};
 
 /// How a phase of a database task ended; `db/mod.rs` alone decides what follows.
 #[derive(Debug)]
@@ -68,10 +68,20 @@ impl DbContext {
             let _slot = self.connect_slots.acquire().await;
             Session::open(&self.target).await
         });
-        tokio::select! {
-            result = attempt => result,
-            _ = self.shutdown.cancelled() => Err(PgError::shutdown()),
-        }
+        let session = tokio::select! {
+            result = attempt => result?,
+            _ = self.shutdown.cancelled() => return Err(PgError::shutdown()),
+        };
+        self.stats.connections(&self.name, 1);
+        let (stats, name) = (self.stats.clone(), self.name.clone());
+        Ok(session.on_drop(move || stats.connections(&name, -1)))
+    }
+
+    /// Counts an error of `job` for the metrics and `/status`; says whether to log it
+    /// (identical errors are logged at most once a minute).
+    pub fn count_error(&self, job: &'static str, error: &PgError) -> Repeat {
+        self.stats
+            .error(&self.name, job, error.sqlstate(), &error.to_string())
     }
 
     /// Sleeps unless shutdown comes first; `false` means stop.
@@ -84,35 +94,58 @@ impl DbContext {
 }
 
 /// A run of consecutive failures to reach a database (or the initial database, for
-/// discovery): one line when it starts, one when it ends, with the length counted
-/// from the first failure.
+/// discovery): one line when it starts, a reminder at most once a minute while it
+/// lasts, one line when it ends, with the length counted from the first failure.
 #[derive(Debug, Default)]
 pub struct Outage {
     since: Option<Instant>,
+    reminded: Option<Instant>,
 }
 
 impl Outage {
-    /// Logs the failure when it starts an outage; later ones of the same outage are
-    /// DEBUG.
-    pub fn begin(&mut self, job: &str, error: &PgError) {
-        if self.since.is_some() {
+    /// Logs the failure when it starts an outage (`lost`: a working connection was
+    /// lost, else none could be made); later ones of the same outage are DEBUG but for
+    /// a reminder once a minute. `true` when this failure started the outage.
+    pub fn begin(&mut self, job: &str, error: &PgError, lost: bool) -> bool {
+        let now = Instant::now();
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            self.reminded = Some(now);
+            let what = if lost {
+                "connection lost"
+            } else {
+                "cannot connect"
+            };
+            error!(
+                job,
+                sqlstate = error.sqlstate(),
+                "{what}: {error}; reconnecting"
+            );
+            return true;
+        };
+        if self
+            .reminded
+            .is_some_and(|at| now.duration_since(at) >= REPEAT_LOG_INTERVAL)
+        {
+            self.reminded = Some(now);
+            error!(
+                job,
+                sqlstate = error.sqlstate(),
+                "still failing for {}: {error}",
+                minutes(now.duration_since(since))
+            );
+        } else {
             debug!(
                 job,
                 sqlstate = error.sqlstate(),
                 "still unreachable: {error}"
             );
-            return;
         }
-        self.since = Some(Instant::now());
-        error!(
-            job,
-            sqlstate = error.sqlstate(),
-            "connection lost: {error}; reconnecting"
-        );
+        false
     }
 
-    /// A connection works again: ends the outage, if any, with its length.
     pub fn end(&mut self, job: &str) {
+        self.reminded = None;
         if let Some(since) = self.since.take() {
             let secs = since.elapsed().as_secs_f64();
             info!(
@@ -125,5 +158,15 @@ impl Outage {
 
     pub fn is_open(&self) -> bool {
         self.since.is_some()
+    }
+}
+
+/// A duration as the reminder shows it: `45s`, `3m`, `2h5m`.
+fn minutes(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        _ => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
     }
 }

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, error};
+use tracing::{Instrument, debug, error, warn};
 
 use super::context::{DbContext, End};
 use crate::config::Config;
 use crate::jobs::maint::{self, MAX_REPEAT, Operation};
-use crate::jobs::{Limits, retry};
+use crate::jobs::{Limits, queue_stats, retry};
 use crate::pg::{PgError, Session};
+use crate::schedule::spread_share;
+use crate::stats::Repeat;
 
 /// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
 const ERROR_RETRY: Duration = Duration::from_secs(20);
@@ -26,6 +28,7 @@ const MIN_INLINE: Duration = Duration::from_millis(20);
 pub struct Housekeeping {
     next_retry: Instant,
     next_maint: Instant,
+    next_queue_stats: Instant,
     /// A retry round is in progress (`pgq.maint_retry_events()` until it returns 0).
     retrying: bool,
     /// The maintenance round in progress.
@@ -69,6 +72,7 @@ impl Housekeeping {
         Housekeeping {
             next_retry: now,
             next_maint: now,
+            next_queue_stats: now,
             retrying: false,
             maint: None,
             slow: None,
@@ -124,6 +128,10 @@ impl Housekeeping {
             self.maint_call(ctx, session, config).await?;
             return Ok(Step::More);
         }
+        if self.next_queue_stats <= now {
+            self.queue_stats(ctx, session, config).await?;
+            return Ok(Step::More);
+        }
         Ok(Step::Idle)
     }
 
@@ -136,20 +144,54 @@ impl Housekeeping {
         let (limits, inline_only) = inline(ctx, config, config.retry_timeout);
         match retry::call(session, &limits).await {
             Ok(0) => self.retry_done(config.retry_period),
-            Ok(moved) => ctx.stats.retried(moved),
+            Ok(moved) => ctx.stats.retried(&ctx.name, moved),
             Err(e) if e.ends_connection() => return Err(End::failed("retry")(e)),
             Err(e) if e.is_timeout() && !inline_only => {
                 self.retry_done(config.retry_period);
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
             Err(e) => {
-                error!(
-                    job = "retry",
-                    sqlstate = e.sqlstate(),
-                    query = retry::RETRY,
-                    "retry round failed: {e}"
-                );
+                let repeat = ctx.count_error("retry", &e);
+                if let Repeat::Log { .. } = repeat {
+                    error!(
+                        job = "retry",
+                        sqlstate = e.sqlstate(),
+                        query = retry::RETRY,
+                        "retry round failed: {e}{}",
+                        repeat.suffix()
+                    );
+                }
                 self.retry_done(ERROR_RETRY.min(config.retry_period));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads PgQ's queue and consumer figures for the metrics. Not worth a second
+    /// connection: a call over the inline bound is given up until the next period.
+    async fn queue_stats(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        // Jittered per database, so a thousand databases do not read at once.
+        let period = config.queue_stats_period.mul_f64(spread_share(&ctx.name));
+        self.next_queue_stats = Instant::now() + period;
+        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        match queue_stats::collect(session, &limits).await {
+            Ok((queues, consumers)) => ctx.stats.set_queue_stats(&ctx.name, queues, consumers),
+            Err(e) if e.ends_connection() => return Err(End::failed("queue_stats")(e)),
+            Err(e) => {
+                let repeat = ctx.count_error("queue_stats", &e);
+                if let Repeat::Log { .. } = repeat {
+                    warn!(
+                        job = "queue_stats",
+                        sqlstate = e.sqlstate(),
+                        "reading the queue figures failed: {e}{}",
+                        repeat.suffix()
+                    );
+                }
             }
         }
         Ok(())
@@ -178,12 +220,16 @@ impl Housekeeping {
             }
             Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
             Err(e) => {
-                error!(
-                    job = "maint",
-                    sqlstate = e.sqlstate(),
-                    query = "pgq.maint_operations()",
-                    "maint round failed: {e}"
-                );
+                let repeat = ctx.count_error("maint", &e);
+                if let Repeat::Log { .. } = repeat {
+                    error!(
+                        job = "maint",
+                        sqlstate = e.sqlstate(),
+                        query = "pgq.maint_operations()",
+                        "maint round failed: {e}{}",
+                        repeat.suffix()
+                    );
+                }
                 self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
                 Ok(())
             }
@@ -216,6 +262,7 @@ impl Housekeeping {
                 if again {
                     maint::log_cut_off(operation);
                 }
+                ctx.stats.maint_operation(&ctx.name, true);
                 round.next_operation();
             }
             Err(e) if e.ends_connection() => return Err(End::failed("maint")(e)),
@@ -224,7 +271,11 @@ impl Housekeeping {
                 return Ok(());
             }
             Err(e) => {
-                maint::log_failure(operation, &e);
+                let repeat = ctx.count_error("maint", &e);
+                if let Repeat::Log { .. } = repeat {
+                    maint::log_failure(operation, &e, &repeat.suffix());
+                }
+                ctx.stats.maint_operation(&ctx.name, false);
                 round.failed += 1;
                 round.next_operation();
             }
@@ -301,7 +352,8 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
                 timeout: config.retry_timeout,
                 shutdown: &ctx.shutdown,
             };
-            if let Err(e) = retry::round(session, &limits, &ctx.stats).await {
+            let moved_back = |moved| ctx.stats.retried(&ctx.name, moved);
+            if let Err(e) = retry::round(session, &limits, moved_back).await {
                 log_slow_failure("retry", retry::RETRY, &e);
             }
         }
@@ -314,12 +366,17 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
                 if ctx.shutdown.is_cancelled() {
                     return;
                 }
-                if let Err(e) = maint::run(session, &limits, operation, round.calls).await {
+                let result = maint::run(session, &limits, operation, round.calls).await;
+                ctx.stats.maint_operation(&ctx.name, result.is_ok());
+                if let Err(e) = result {
                     if e.ends_connection() {
                         log_slow_failure("maint", &maint::describe(operation), &e);
                         return;
                     }
-                    maint::log_failure(operation, &e);
+                    let repeat = ctx.count_error("maint", &e);
+                    if let Repeat::Log { .. } = repeat {
+                        maint::log_failure(operation, &e, &repeat.suffix());
+                    }
                     round.failed += 1;
                 }
                 round.next_operation();

@@ -132,7 +132,10 @@ impl DbTask {
         }
     }
 
-    fn failed(&mut self, job: &str, error: PgError) -> State {
+    /// Refusals and unexpected errors come back once per check_period, so each is
+    /// logged; outages log their start, reminders and end.
+    fn failed(&mut self, job: &'static str, error: PgError) -> State {
+        self.ctx.count_error(job, &error);
         if error.is_timeout() {
             warn!(job, "{error}; reconnecting");
             return State::BackingOff(self.backoff.next_delay());
@@ -151,7 +154,10 @@ impl DbTask {
             return State::BackingOff(self.ctx.config().check_period);
         }
         if error.is_connection_lost() {
-            self.outage.begin(job, &error);
+            // Only the probe makes a connection from nothing; every other job had one.
+            if self.outage.begin(job, &error, job != "probe") {
+                self.ctx.stats.outage(&self.ctx.name);
+            }
             return State::BackingOff(self.backoff.next_delay());
         }
         error!(job, sqlstate = error.sqlstate(), "{job} failed: {error}");

@@ -91,7 +91,14 @@ impl<'a> Ticking<'a> {
             timeout: config.ticker_timeout,
             shutdown: &self.ctx.shutdown,
         };
-        match ticker::tick(&self.session, &limits).await {
+        let started = Instant::now();
+        let result = ticker::tick(&self.session, &limits).await;
+        let stats = &self.ctx.stats;
+        stats
+            .ticker_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.turned(&self.ctx.name);
+        match result {
             Ok(outcome) => {
                 if self.timeouts > 0 {
                     info!(
@@ -134,7 +141,11 @@ impl<'a> Ticking<'a> {
 
     /// What a failed ticker call means: `Ok` keeps ticking.
     fn failed(&mut self, error: PgError) -> Result<(), End> {
+        self.ctx
+            .stats
+            .ticker_failed(&self.ctx.name, error.is_timeout());
         if error.is_timeout() {
+            self.ctx.count_error("ticker", &error);
             // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
             // the ticking state on a new connection; log the first of a streak.
             if self.timeouts == 0 {
@@ -169,7 +180,7 @@ impl<'a> Ticking<'a> {
                 }
                 self.failing.clear();
                 self.ticked = true;
-                self.ctx.stats.ticked(&self.ctx.name);
+                self.ctx.stats.ticked(&self.ctx.name, false);
             }
             ticker::TickOutcome::Fallback {
                 cause,
@@ -177,6 +188,7 @@ impl<'a> Ticking<'a> {
                 ticked,
             } => {
                 let cause_text = cause.to_string();
+                self.ctx.count_error("ticker", &cause);
                 if self.fallback_cause.as_deref() != Some(&cause_text) {
                     error!(
                         job = "ticker",
@@ -189,7 +201,7 @@ impl<'a> Ticking<'a> {
                 self.note_failing_queues(failed);
                 if ticked > 0 {
                     self.ticked = true;
-                    self.ctx.stats.ticked(&self.ctx.name);
+                    self.ctx.stats.ticked(&self.ctx.name, true);
                 }
             }
         }
@@ -198,6 +210,7 @@ impl<'a> Ticking<'a> {
     fn note_failing_queues(&mut self, failed: Vec<(String, PgError)>) {
         let now: BTreeSet<String> = failed.iter().map(|(q, _)| q.clone()).collect();
         for (queue, e) in &failed {
+            self.ctx.count_error("ticker", e);
             if !self.failing.contains(queue) {
                 error!(
                     job = "ticker",

@@ -107,13 +107,14 @@ pub async fn call(
     }
 }
 
-/// Logs a failed operation; the rest of the list still runs.
-pub fn log_failure(operation: &Operation, error: &PgError) {
+/// Logs a failed operation (`repeated` says how many identical failures were not
+/// logged); the rest of the list still runs.
+pub fn log_failure(operation: &Operation, error: &PgError, repeated: &str) {
     warn!(
         job = "maint",
         sqlstate = error.sqlstate(),
         query = describe(operation),
-        "maintenance operation failed: {error}"
+        "maintenance operation failed: {error}{repeated}"
     );
 }
 

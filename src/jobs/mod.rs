@@ -1,7 +1,8 @@
-//! One turn of each job a database runs: ticker, retry, maintenance. The loops that
-//! schedule them live in `database.rs` and `housekeeping.rs`.
+//! One call or round of each job a database runs: ticker, retry, maintenance, queue
+//! statistics, with their SQL. The loops that schedule them live in `db/`.
 
 pub mod maint;
+pub mod queue_stats;
 pub mod retry;
 pub mod ticker;
 

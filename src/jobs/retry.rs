@@ -1,7 +1,6 @@
 //! One retry round: move events whose retry time has come back into their queues.
 
 use crate::pg::{PgError, Session, first_int};
-use crate::stats::Stats;
 
 use super::Limits;
 
@@ -16,16 +15,20 @@ pub async fn call(session: &Session, limits: &Limits<'_>) -> Result<u64, PgError
     Ok(first_int(&rows).max(0) as u64)
 }
 
-/// Calls it until it returns 0; every count goes to the stats as it comes, so a round
-/// cut short still counts what it moved.
-pub async fn round(session: &Session, limits: &Limits<'_>, stats: &Stats) -> Result<u64, PgError> {
+/// Calls it until it returns 0; every count goes to `moved_back` as it comes, so a
+/// round cut short still counts what it moved.
+pub async fn round(
+    session: &Session,
+    limits: &Limits<'_>,
+    mut moved_back: impl FnMut(u64),
+) -> Result<u64, PgError> {
     let mut total = 0;
     loop {
         let moved = call(session, limits).await?;
         if moved == 0 || limits.shutdown.is_cancelled() {
             return Ok(total);
         }
-        stats.retried(moved);
+        moved_back(moved);
         total += moved;
     }
 }
