@@ -26,6 +26,8 @@ mod uri;
 mod verify;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -36,22 +36,20 @@ pub(super) fn redact(text: &str) -> String {
 
 /// Masks `user:password@`: everything between the first `:` and the last `@`, so
 /// that a password holding a raw `/`, `?` or `@` is still masked (a port or query
-/// before an `@` is masked too: harmless in a log line). Then the query parameters.
+/// before an `@` is masked too: harmless in a log line). Then the query parameters,
+/// in what is left (a `?` inside the masked part is gone with it).
 fn redact_uri(text: &str) -> String {
     let start = text.find("://").map_or(0, |i| i + 3);
-    let mut out = text[..start].to_string();
-    let mut rest = &text[start..];
+    let rest = &text[start..];
     let userinfo = rest
         .rfind('@')
         .and_then(|at| Some((at, rest[..at].find(':')?)));
-    if let Some((at, colon)) = userinfo {
-        out.push_str(&rest[..colon + 1]);
-        out.push_str(MASK);
-        rest = &rest[at..];
-    }
-    let Some((path, query)) = rest.split_once('?') else {
-        out.push_str(rest);
-        return out;
+    let text = match userinfo {
+        Some((at, colon)) => format!("{}{MASK}{}", &text[..start + colon + 1], &rest[at..]),
+        None => text.to_string(),
+    };
+    let Some((path, query)) = text.split_once('?') else {
+        return text;
     };
     let params: Vec<String> = (query.split('&'))
         .map(|param| match param.split_once('=') {
@@ -61,7 +59,7 @@ fn redact_uri(text: &str) -> String {
             _ => param.to_string(),
         })
         .collect();
-    format!("{out}{path}?{}", params.join("&"))
+    format!("{path}?{}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -126,6 +124,10 @@ mod tests {
         assert_eq!(
             redact("postgres://h?PASSWORD=x&pass%77ord=y&scram_client_key=z"),
             "postgres://h?PASSWORD=********&pass%77ord=********&scram_client_key=********"
+        );
+        assert_eq!(
+            redact("postgres:///?password=x:@"),
+            "postgres:///?password=********"
         );
     }
 

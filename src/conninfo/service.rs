@@ -51,7 +51,11 @@ pub(super) fn lookup(
 /// The settings of section `[name]` in `text`, or `None` if there is no such section.
 /// Lines are trimmed; `#` starts a comment line; a value is everything after the first
 /// `=`. A `service` key inside a service is refused, as libpq does.
-fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<Setting>>, ConnInfoError> {
+pub(super) fn section(
+    text: &str,
+    name: &str,
+    path: &Path,
+) -> Result<Option<Vec<Setting>>, ConnInfoError> {
     let mut found: Option<Vec<Setting>> = None;
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
