@@ -75,10 +75,10 @@ pub(super) fn connector(options: &Options, mode: SslMode) -> Result<Option<Tls>,
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (check, roots) = check(options, mode, &provider)?;
-    let verification = match check {
-        Check::Nothing(_) => Verification::None,
-        Check::Chain(_) => Verification::Chain,
-        Check::Full(_) => Verification::Full,
+    let verification = match (&check.chain, check.name) {
+        (None, _) => Verification::None,
+        (Some(_), false) => Verification::Chain,
+        (Some(_), true) => Verification::Full,
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&options.versions)
@@ -121,9 +121,13 @@ fn check(
             }
         }
     };
+    let mut check = Check {
+        algorithms: provider.signature_verification_algorithms,
+        chain: None,
+        name: mode == SslMode::VerifyFull,
+    };
     let Some((roots, named)) = roots else {
-        let nothing = Check::Nothing(provider.signature_verification_algorithms);
-        return Ok((nothing, None));
+        return Ok((check, None));
     };
     let mut builder =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -133,10 +137,7 @@ fn check(
     let verifier = builder
         .build()
         .map_err(|e| tls_error(&format!("cannot verify server certificates: {e}")))?;
-    let check = match mode {
-        SslMode::VerifyFull => Check::Full(verifier),
-        _ => Check::Chain(verifier),
-    };
+    check.chain = Some(verifier);
     Ok((check, Some(named)))
 }
 
