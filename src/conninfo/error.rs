@@ -1,31 +1,8 @@
 //! Why `base_connstr` (with the environment, a service file or the files TLS needs)
-//! cannot be turned into a connection target. No message ever holds a password.
+//! cannot be turned into a connection target. No message ever holds a secret: values
+//! are shown only for known, non-secret keys.
 
-use std::fmt;
-use std::path::PathBuf;
-
-/// Where a connection setting came from, for messages a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// `base_connstr` itself.
-    Conninfo,
-    /// A PG* environment variable.
-    Env(&'static str),
-    /// A line of a connection service file.
-    Service { file: PathBuf, line: usize },
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Conninfo => Ok(()),
-            Origin::Env(var) => write!(f, " (from {var})"),
-            Origin::Service { file, line } => {
-                write!(f, " (from service file \"{}\" line {line})", file.display())
-            }
-        }
-    }
-}
+pub use super::settings::Origin;
 
 /// `base_connstr` could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -60,21 +37,4 @@ pub enum ConnInfoError {
     /// A certificate, key or CRL file could not be used.
     #[error("{0}")]
     Tls(String),
-}
-
-impl ConnInfoError {
-    /// An invalid value, quoted unless the key holds a secret.
-    pub(crate) fn value(key: &str, value: &str, origin: &Origin, reason: &str) -> ConnInfoError {
-        let shown = if super::keys::is_secret(key) {
-            "(hidden)".to_string()
-        } else {
-            format!("\"{}\"", value.escape_debug())
-        };
-        ConnInfoError::Value {
-            key: key.to_string(),
-            value: shown,
-            origin: origin.clone(),
-            reason: reason.to_string(),
-        }
-    }
 }

@@ -1,12 +1,14 @@
-//! The connection options libpq knows, the environment variable behind each, and
-//! which of them (or which of their values) this implementation honours.
+//! The connection options libpq knows, the environment variable behind each, which
+//! of them (or which of their values) this implementation honours, and the one list
+//! of keys whose values are secrets.
 //!
 //! A key libpq knows but we cannot honour is refused with a message naming it, never
 //! dropped: a user who wrote `krbsrvname` expects Kerberos, and silently connecting
 //! some other way would be a surprise. Values that ask for what we do anyway (for
 //! example `gssencmode=disable`) are accepted.
 
-use super::error::{ConnInfoError, Origin};
+use super::error::ConnInfoError;
+use super::settings::Setting;
 
 /// Whether an option is honoured.
 #[derive(Debug)]
@@ -18,15 +20,15 @@ pub(super) enum Support {
     No(&'static str),
 }
 
-/// One libpq connection option.
+/// One libpq connection option and its environment variable ("" for none).
 #[derive(Debug)]
 pub(super) struct Key {
     pub name: &'static str,
-    pub env: Option<&'static str>,
+    pub env: &'static str,
     pub support: Support,
 }
 
-const fn key(name: &'static str, env: Option<&'static str>, support: Support) -> Key {
+const fn key(name: &'static str, env: &'static str, support: Support) -> Key {
     Key { name, env, support }
 }
 
@@ -34,161 +36,104 @@ use Support::{No, Only, Yes};
 
 const NO_GSS: &str = "GSSAPI and Kerberos are not supported (as with a libpq built without them)";
 const NO_OAUTH: &str = "OAuth authentication is not supported";
+const NO_SCRAM_KEYS: &str = "SCRAM keys from postgres_fdw are not supported";
+const UTF8: &str = "the client encoding is always UTF8";
+const PROTOCOL_3: &str = "only protocol version 3.0 is spoken";
 
 /// libpq's options (PostgreSQL 18), in libpq's order.
+#[rustfmt::skip]
 pub(super) const KEYS: &[Key] = &[
-    key("service", Some("PGSERVICE"), Yes),
-    key("servicefile", Some("PGSERVICEFILE"), Yes),
-    key("user", Some("PGUSER"), Yes),
-    key("password", Some("PGPASSWORD"), Yes),
-    key("passfile", Some("PGPASSFILE"), Yes),
-    key("channel_binding", Some("PGCHANNELBINDING"), Yes),
-    key("connect_timeout", Some("PGCONNECT_TIMEOUT"), Yes),
-    key("dbname", Some("PGDATABASE"), Yes),
-    key("host", Some("PGHOST"), Yes),
-    key("hostaddr", Some("PGHOSTADDR"), Yes),
-    key("port", Some("PGPORT"), Yes),
-    key(
-        "client_encoding",
-        Some("PGCLIENTENCODING"),
-        Only(
-            &["UTF8", "UTF-8", "auto"],
-            "the client encoding is always UTF8",
-        ),
-    ),
-    key("options", Some("PGOPTIONS"), Yes),
-    key("application_name", Some("PGAPPNAME"), Yes),
-    key("fallback_application_name", None, Yes),
-    key("keepalives", None, Yes),
-    key("keepalives_idle", None, Yes),
-    key("keepalives_interval", None, Yes),
-    key("keepalives_count", None, Yes),
-    key("tcp_user_timeout", None, Yes),
-    key(
-        "replication",
-        None,
-        Only(
-            &["0", "false", "off", "no"],
-            "replication connections are not supported",
-        ),
-    ),
-    key("sslmode", Some("PGSSLMODE"), Yes),
-    key("sslnegotiation", Some("PGSSLNEGOTIATION"), Yes),
-    key("sslcompression", Some("PGSSLCOMPRESSION"), Yes),
-    key("sslcert", Some("PGSSLCERT"), Yes),
-    key("sslkey", Some("PGSSLKEY"), Yes),
-    key(
-        "sslcertmode",
-        Some("PGSSLCERTMODE"),
-        Only(
-            &["allow", "disable"],
-            "sslcertmode=require is not supported",
-        ),
-    ),
-    key(
-        "sslpassword",
-        None,
-        No("encrypted client keys are not supported: store the key decrypted (mode 0600)"),
-    ),
-    key("sslrootcert", Some("PGSSLROOTCERT"), Yes),
-    key("sslcrl", Some("PGSSLCRL"), Yes),
-    key(
-        "sslcrldir",
-        Some("PGSSLCRLDIR"),
-        No("CRL directories are not supported: use sslcrl with one file"),
-    ),
-    key("sslsni", Some("PGSSLSNI"), Yes),
-    key(
-        "sslkeylogfile",
-        Some("PGSSLKEYLOGFILE"),
-        No("TLS key logging is not supported"),
-    ),
-    key(
-        "requirepeer",
-        Some("PGREQUIREPEER"),
-        No("peer user checks on unix sockets are not supported"),
-    ),
-    key(
-        "require_auth",
-        Some("PGREQUIREAUTH"),
-        No("restricting authentication methods is not supported"),
-    ),
-    key(
-        "ssl_min_protocol_version",
-        Some("PGSSLMINPROTOCOLVERSION"),
-        Yes,
-    ),
-    key(
-        "ssl_max_protocol_version",
-        Some("PGSSLMAXPROTOCOLVERSION"),
-        Yes,
-    ),
-    key(
-        "min_protocol_version",
-        Some("PGMINPROTOCOLVERSION"),
-        Only(&["3.0"], "only protocol version 3.0 is spoken"),
-    ),
-    key(
-        "max_protocol_version",
-        Some("PGMAXPROTOCOLVERSION"),
-        Only(&["3.0", "latest"], "only protocol version 3.0 is spoken"),
-    ),
-    key(
-        "gssencmode",
-        Some("PGGSSENCMODE"),
-        Only(&["disable", "prefer"], NO_GSS),
-    ),
-    key("krbsrvname", Some("PGKRBSRVNAME"), No(NO_GSS)),
-    key("gsslib", Some("PGGSSLIB"), No(NO_GSS)),
-    key(
-        "gssdelegation",
-        Some("PGGSSDELEGATION"),
-        Only(&["0"], NO_GSS),
-    ),
-    key("target_session_attrs", Some("PGTARGETSESSIONATTRS"), Yes),
-    key("load_balance_hosts", Some("PGLOADBALANCEHOSTS"), Yes),
-    key(
-        "scram_client_key",
-        None,
-        No("SCRAM keys from postgres_fdw are not supported"),
-    ),
-    key(
-        "scram_server_key",
-        None,
-        No("SCRAM keys from postgres_fdw are not supported"),
-    ),
-    key("oauth_issuer", None, No(NO_OAUTH)),
-    key("oauth_client_id", None, No(NO_OAUTH)),
-    key("oauth_client_secret", None, No(NO_OAUTH)),
-    key("oauth_scope", None, No(NO_OAUTH)),
+    key("service", "PGSERVICE", Yes),
+    key("servicefile", "PGSERVICEFILE", Yes),
+    key("user", "PGUSER", Yes),
+    key("password", "PGPASSWORD", Yes),
+    key("passfile", "PGPASSFILE", Yes),
+    key("channel_binding", "PGCHANNELBINDING", Yes),
+    key("connect_timeout", "PGCONNECT_TIMEOUT", Yes),
+    key("dbname", "PGDATABASE", Yes),
+    key("host", "PGHOST", Yes),
+    key("hostaddr", "PGHOSTADDR", Yes),
+    key("port", "PGPORT", Yes),
+    key("client_encoding", "PGCLIENTENCODING", Only(&["UTF8", "UTF-8", "auto"], UTF8)),
+    key("options", "PGOPTIONS", Yes),
+    key("application_name", "PGAPPNAME", Yes),
+    key("fallback_application_name", "", Yes),
+    key("keepalives", "", Yes),
+    key("keepalives_idle", "", Yes),
+    key("keepalives_interval", "", Yes),
+    key("keepalives_count", "", Yes),
+    key("tcp_user_timeout", "", Yes),
+    key("replication", "", Only(&["0", "false", "off", "no"], "replication connections are not supported")),
+    key("sslmode", "PGSSLMODE", Yes),
+    key("sslnegotiation", "PGSSLNEGOTIATION", Yes),
+    key("sslcompression", "PGSSLCOMPRESSION", Yes),
+    key("sslcert", "PGSSLCERT", Yes),
+    key("sslkey", "PGSSLKEY", Yes),
+    key("sslcertmode", "PGSSLCERTMODE", Only(&["allow", "disable"], "sslcertmode=require is not supported")),
+    key("sslpassword", "", No("encrypted client keys are not supported: store the key decrypted (mode 0600)")),
+    key("sslrootcert", "PGSSLROOTCERT", Yes),
+    key("sslcrl", "PGSSLCRL", Yes),
+    key("sslcrldir", "PGSSLCRLDIR", No("CRL directories are not supported: use sslcrl with one file")),
+    key("sslsni", "PGSSLSNI", Yes),
+    key("sslkeylogfile", "PGSSLKEYLOGFILE", No("TLS key logging is not supported")),
+    key("requirepeer", "PGREQUIREPEER", No("peer user checks on unix sockets are not supported")),
+    key("require_auth", "PGREQUIREAUTH", No("restricting authentication methods is not supported")),
+    key("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION", Yes),
+    key("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION", Yes),
+    key("min_protocol_version", "PGMINPROTOCOLVERSION", Only(&["3.0"], PROTOCOL_3)),
+    key("max_protocol_version", "PGMAXPROTOCOLVERSION", Only(&["3.0", "latest"], PROTOCOL_3)),
+    key("gssencmode", "PGGSSENCMODE", Only(&["disable", "prefer"], NO_GSS)),
+    key("krbsrvname", "PGKRBSRVNAME", No(NO_GSS)),
+    key("gsslib", "PGGSSLIB", No(NO_GSS)),
+    key("gssdelegation", "PGGSSDELEGATION", Only(&["0"], NO_GSS)),
+    key("target_session_attrs", "PGTARGETSESSIONATTRS", Yes),
+    key("load_balance_hosts", "PGLOADBALANCEHOSTS", Yes),
+    key("scram_client_key", "", No(NO_SCRAM_KEYS)),
+    key("scram_server_key", "", No(NO_SCRAM_KEYS)),
+    key("oauth_issuer", "", No(NO_OAUTH)),
+    key("oauth_client_id", "", No(NO_OAUTH)),
+    key("oauth_client_secret", "", No(NO_OAUTH)),
+    key("oauth_scope", "", No(NO_OAUTH)),
 ];
+
+/// libpq's options whose values are secrets.
+pub(super) const SECRET_KEYS: &[&str] = &[
+    "password",
+    "sslpassword",
+    "scram_client_key",
+    "scram_server_key",
+    "oauth_client_secret",
+];
+
+/// Parts of a key's name (compared without case) that make its value a secret, so a
+/// misspelt or mis-cased key (`PASSWORD`, `db_passwd`, `my_secret`) is kept hidden too.
+const SECRET_WORDS: &[&str] = &["pass", "pwd", "secret", "_key"];
 
 /// The option called `name`, if libpq has one.
 pub(super) fn lookup(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
-/// Keys whose values must never be shown.
+/// Whether the value of `name` must never be shown: one of [`SECRET_KEYS`], or any
+/// key named like a secret (libpq's `passfile`, a path, aside).
 pub(super) fn is_secret(name: &str) -> bool {
-    matches!(
-        name,
-        "password"
-            | "sslpassword"
-            | "oauth_client_secret"
-            | "scram_client_key"
-            | "scram_server_key"
-    )
+    let lower = name.to_ascii_lowercase();
+    SECRET_KEYS.contains(&lower.as_str())
+        || (lower != "passfile" && SECRET_WORDS.iter().any(|w| lower.contains(w)))
 }
 
-/// Accepts `name=value` from `origin` if libpq knows the key and we honour it.
-pub(super) fn check(
-    name: &str,
-    value: &str,
-    origin: &Origin,
-) -> Result<&'static Key, ConnInfoError> {
+/// Whether the value of `name` may be shown in messages and `--check` output: only
+/// for keys libpq knows that are not secrets. An unknown key may be a misspelt secret.
+pub(super) fn shows_value(name: &str) -> bool {
+    lookup(name).is_some() && !is_secret(name)
+}
+
+/// Accepts `setting` if libpq knows its key and we honour the key and its value.
+pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
+    let (name, value, origin) = (&setting.key, &setting.value, &setting.origin);
     let Some(key) = lookup(name) else {
         return Err(ConnInfoError::UnknownKey {
-            key: name.to_string(),
+            key: name.escape_debug().to_string(),
             origin: origin.clone(),
         });
     };
@@ -211,7 +156,12 @@ pub(super) fn check(
 
 #[cfg(test)]
 mod tests {
+    use super::super::settings::Origin;
     use super::*;
+
+    fn check(key: &str, value: &str, origin: &Origin) -> Result<&'static Key, ConnInfoError> {
+        super::check(&Setting::new(key, value, origin.clone()))
+    }
 
     /// Unsupported keys are refused by name; harmless values of partly supported keys pass.
     #[test]
@@ -229,10 +179,32 @@ mod tests {
     /// Every environment variable maps to one key only.
     #[test]
     fn env_vars_are_unique() {
-        let mut vars: Vec<_> = KEYS.iter().filter_map(|k| k.env).collect();
+        let mut vars: Vec<_> = KEYS
+            .iter()
+            .map(|k| k.env)
+            .filter(|e| !e.is_empty())
+            .collect();
         let total = vars.len();
         vars.sort();
         vars.dedup();
         assert_eq!(vars.len(), total);
+    }
+
+    /// libpq's secrets, and keys named like one in any case, are secret; paths are not.
+    #[test]
+    fn secret_keys() {
+        for key in SECRET_KEYS
+            .iter()
+            .chain(&["PASSWORD", "Db_Passwd", "my_secret", "x_KEY"])
+        {
+            assert!(is_secret(key) && !shows_value(key), "{key}");
+        }
+        for key in ["passfile", "sslkey", "sslcert", "host", "user"] {
+            assert!(!is_secret(key) && shows_value(key), "{key}");
+        }
+        assert!(
+            !shows_value("hots"),
+            "an unknown key may be a misspelt secret"
+        );
     }
 }

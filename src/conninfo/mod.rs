@@ -2,17 +2,18 @@
 //! environment, a service file, the password file and defaults, resolved for one
 //! database into a [`Target`], connected with TLS (rustls) as `sslmode` says.
 //!
-//! The flow, one file per step: `parse.rs`/`uri.rs` read the text; `keys.rs` knows
-//! libpq's options; `params.rs` adds the service file (`service.rs`) and environment
-//! (`env.rs`); `settings.rs` types them with libpq's defaults; `target.rs` builds one
-//! config per host with its password (`passfile.rs`) and the TLS connector (`tls.rs`,
-//! `verify.rs`); `connect.rs` connects. `redact.rs` masks secrets for display.
+//! The flow, one file per step: `parse.rs`/`uri.rs` read the text into settings
+//! (key, value, origin: `settings.rs`); `keys.rs` knows libpq's options and the one list
+//! of secret keys; `settings.rs` adds the service file (`service.rs`), the environment
+//! (`env.rs`) and the defaults; `typed.rs` types them into tokio-postgres' `Config` plus
+//! the libpq-only settings; `target.rs` makes one config per host with its password
+//! (`passfile.rs`) and the TLS connector (`tls.rs`, `verify.rs`); `connect.rs`
+//! connects. `redact.rs` masks secrets for display.
 
 mod connect;
 mod env;
 mod error;
 mod keys;
-mod params;
 mod parse;
 mod passfile;
 mod redact;
@@ -20,9 +21,12 @@ mod service;
 mod settings;
 mod target;
 mod tls;
+mod typed;
 mod uri;
 mod verify;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -32,8 +36,8 @@ use std::time::Duration;
 pub use connect::{Canceller, ConnectError, Connected, HostFailures};
 pub use env::{Env, process_env};
 pub use error::{ConnInfoError, Origin};
-pub use settings::{SessionAttrs, SslMode};
 pub use target::Target;
+pub use typed::{SessionAttrs, SslMode};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -54,21 +58,18 @@ impl ConnStr {
 }
 
 impl ConnStr {
-    /// Whether the text sets a password (key=value `password`, or a URI's user info
+    /// Whether the text sets a secret (a password, in key=value form, a URI's user info
     /// or query): `--check` warns when such a config file is readable by others.
     pub fn has_password(&self) -> bool {
         // Only the syntax matters here: a string with an unsupported key still holds
         // its password. Text that does not even parse is assumed to hold one.
         let text = self.0.trim();
-        let pairs = if uri::is_uri(text) {
-            uri::pairs(text)
-        } else {
-            parse::key_values(text)
+        let settings = match uri::is_uri(text) {
+            true => uri::settings(text),
+            false => parse::settings(text),
         };
-        pairs.map_or(true, |pairs| {
-            pairs
-                .iter()
-                .any(|p| keys::is_secret(&p.key) && !p.value.is_empty())
+        settings.map_or(true, |all| {
+            (all.iter()).any(|s| keys::is_secret(&s.key) && !s.value.is_empty())
         })
     }
 }
@@ -140,13 +141,13 @@ pub struct Defaults {
 /// Checks `base` without the environment, files or network: syntax, unknown and
 /// unsupported keys, and the values written in it. For config load and `--check`.
 pub fn validate(base: &ConnStr) -> Result<(), ConnInfoError> {
-    let params = params::Params::from_conninfo(base.expose())?;
     let defaults = Defaults {
         application_name: String::new(),
         connect_timeout: Duration::ZERO,
     };
-    settings::Settings::from_params(&params, &defaults)?;
-    tls::versions(&params).map(drop)
+    let no_env = |_: &str| None;
+    let all = settings::Conninfo::parse(base.expose())?.with_defaults(&defaults, &no_env);
+    typed::typed(&all, &defaults).map(drop)
 }
 
 /// Resolves `base` for the database `dbname` with the process environment, reading

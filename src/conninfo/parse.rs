@@ -2,100 +2,109 @@
 //! blanks between pairs, optional blanks around `=`, single-quoted values, and a
 //! backslash escaping the next character inside or outside quotes.
 
+use std::ops::Range;
+
 use super::error::ConnInfoError;
 use super::keys;
+use super::settings::{Origin, Setting};
 
-/// One `key=value` pair, value unescaped.
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Pair {
-    pub key: String,
-    pub value: String,
+/// What [`read`] found: each setting with the byte range of its value's text (from
+/// just after the `=`), and, when the text is malformed, the error and the offset of
+/// the pair it stopped at.
+pub(super) struct Read {
+    pub settings: Vec<(Setting, Range<usize>)>,
+    pub failed: Option<(ConnInfoError, usize)>,
 }
 
-impl std::fmt::Debug for Pair {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if keys::is_secret(&self.key) {
-            write!(f, "{}=********", self.key)
-        } else {
-            write!(f, "{}={:?}", self.key, self.value)
-        }
+/// Reads a key=value connection string into its settings, in order.
+pub(super) fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
+    let read = read(text);
+    match read.failed {
+        Some((error, _)) => Err(error),
+        None => Ok(read.settings.into_iter().map(|(s, _)| s).collect()),
     }
 }
 
-/// Reads a key=value connection string into its pairs, in order.
-pub(super) fn key_values(text: &str) -> Result<Vec<Pair>, ConnInfoError> {
-    let mut chars = text.chars().peekable();
-    let mut pairs: Vec<Pair> = Vec::new();
+/// Reads as far as the text is well-formed.
+pub(super) fn read(text: &str) -> Read {
+    let mut chars = text.char_indices().peekable();
+    let mut settings: Vec<(Setting, Range<usize>)> = Vec::new();
     loop {
         skip_blanks(&mut chars);
-        if chars.peek().is_none() {
-            return Ok(pairs);
-        }
+        let Some(&(start, _)) = chars.peek() else {
+            return Read {
+                settings,
+                failed: None,
+            };
+        };
         let key = read_key(&mut chars);
         skip_blanks(&mut chars);
-        if chars.next() != Some('=') {
-            return Err(missing_equals(&key, pairs.last()));
-        }
-        skip_blanks(&mut chars);
-        let value = if chars.peek() == Some(&'\'') {
-            chars.next();
-            read_quoted(&mut chars)?
-        } else {
-            read_bare(&mut chars)
+        let value = match chars.next() {
+            Some((at, '=')) => read_value(&mut chars, at + 1, text.len()),
+            _ => Err(missing_equals(&key, settings.last().map(|(s, _)| s))),
         };
-        pairs.push(Pair { key, value });
+        match value {
+            Ok((value, range)) => {
+                settings.push((Setting::new(key, value, Origin::Conninfo), range))
+            }
+            Err(error) => {
+                return Read {
+                    settings,
+                    failed: Some((error, start)),
+                };
+            }
+        }
     }
 }
 
-type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
 
 fn skip_blanks(chars: &mut Chars<'_>) {
-    while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+    while chars.next_if(|(_, c)| c.is_ascii_whitespace()).is_some() {}
 }
 
 /// A key ends at `=` or a blank.
 fn read_key(chars: &mut Chars<'_>) -> String {
     let mut key = String::new();
-    while let Some(c) = chars.next_if(|&c| c != '=' && !c.is_ascii_whitespace()) {
+    while let Some((_, c)) = chars.next_if(|&(_, c)| c != '=' && !c.is_ascii_whitespace()) {
         key.push(c);
     }
     key
 }
 
-/// An unquoted value ends at a blank; `\x` stands for `x`.
-fn read_bare(chars: &mut Chars<'_>) -> String {
+/// A value after blanks: quoted (ends at an unescaped `'`) or bare (ends at a blank);
+/// `\x` stands for `x` in both. Returns it with the range from `start` to its end.
+fn read_value(
+    chars: &mut Chars<'_>,
+    start: usize,
+    len: usize,
+) -> Result<(String, Range<usize>), ConnInfoError> {
+    skip_blanks(chars);
+    let quoted = chars.next_if(|&(_, c)| c == '\'').is_some();
     let mut value = String::new();
-    while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace()) {
+    while let Some((at, c)) = chars.next_if(|&(_, c)| quoted || !c.is_ascii_whitespace()) {
         match c {
-            '\\' => value.extend(chars.next()),
+            '\'' if quoted => return Ok((value, start..at + 1)),
+            '\\' => value.extend(chars.next().map(|(_, c)| c)),
             c => value.push(c),
         }
     }
-    value
-}
-
-/// A quoted value (after its opening quote) ends at an unescaped `'`.
-fn read_quoted(chars: &mut Chars<'_>) -> Result<String, ConnInfoError> {
-    let mut value = String::new();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => return Ok(value),
-            '\\' => value.extend(chars.next()),
-            c => value.push(c),
-        }
+    let end = chars.peek().map_or(len, |&(at, _)| at);
+    match quoted {
+        true => Err(ConnInfoError::Syntax(
+            "unterminated quoted string in connection info string".into(),
+        )),
+        false => Ok((value, start..end)),
     }
-    Err(ConnInfoError::Syntax(
-        "unterminated quoted string in connection info string".into(),
-    ))
 }
 
-/// libpq's message, except that a word following a secret is not echoed: in
-/// `password=two words` the second word is part of the password.
-fn missing_equals(key: &str, previous: Option<&Pair>) -> ConnInfoError {
-    if previous.is_some_and(|p| keys::is_secret(&p.key)) {
+/// libpq's message, except that a word following a value that may be secret is not
+/// echoed: in `password=two words` the second word is part of the password.
+fn missing_equals(key: &str, previous: Option<&Setting>) -> ConnInfoError {
+    if let Some(previous) = previous.filter(|p| !keys::shows_value(&p.key)) {
         return ConnInfoError::Syntax(format!(
             "missing \"=\" after the word following \"{}\" in connection info string (quote values that contain blanks)",
-            previous.map_or("", |p| p.key.as_str())
+            previous.key.escape_debug()
         ));
     }
     ConnInfoError::Syntax(format!(
@@ -109,10 +118,10 @@ mod tests {
     use super::*;
 
     fn pairs(text: &str) -> Vec<(String, String)> {
-        key_values(text)
+        settings(text)
             .unwrap()
             .into_iter()
-            .map(|p| (p.key, p.value))
+            .map(|s| (s.key, s.value))
             .collect()
     }
 
@@ -151,21 +160,38 @@ mod tests {
     /// Bad inputs are refused with libpq's messages.
     #[test]
     fn refuses_bad_syntax() {
-        let err = key_values("host").unwrap_err().to_string();
+        let err = settings("host").unwrap_err().to_string();
         assert!(err.contains("missing \"=\" after \"host\""), "{err}");
-        let err = key_values("host x=1").unwrap_err().to_string();
+        let err = settings("host x=1").unwrap_err().to_string();
         assert!(err.contains("missing \"=\" after \"host\""), "{err}");
-        let err = key_values("user='abc").unwrap_err().to_string();
+        let err = settings("user='abc").unwrap_err().to_string();
         assert!(err.contains("unterminated quoted string"), "{err}");
     }
 
-    /// A word after an unquoted password is not echoed in the error.
+    /// A word after an unquoted password (or a value of a key named like one) is not
+    /// echoed in the error.
     #[test]
     fn never_echoes_password_words() {
-        let err = key_values("password=hunter 2pac").unwrap_err().to_string();
+        let err = settings("password=hunter 2pac").unwrap_err().to_string();
         assert!(!err.contains("2pac"), "{err}");
-        let err = key_values("password='hunter2").unwrap_err().to_string();
+        let err = settings("password='hunter2").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
-        assert!(!format!("{:?}", key_values("password=x1y2").unwrap()).contains("x1y2"));
+        assert!(!format!("{:?}", settings("password=x1y2").unwrap()).contains("x1y2"));
+        let err = settings("PassWord=hunter 2pac").unwrap_err().to_string();
+        assert!(!err.contains("2pac"), "{err}");
+    }
+
+    /// Value ranges cover the text after `=`; a malformed pair is located.
+    #[test]
+    fn locates_values_and_failures() {
+        let text = "host = 'a b' port=1 user";
+        let read = read(text);
+        let ranges: Vec<&str> = read
+            .settings
+            .iter()
+            .map(|(_, r)| &text[r.clone()])
+            .collect();
+        assert_eq!(ranges, [" 'a b'", "1"]);
+        assert_eq!(read.failed.map(|(_, at)| at), Some(20));
     }
 }

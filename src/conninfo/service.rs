@@ -10,18 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::env::{self, Env};
 use super::error::ConnInfoError;
+use super::settings::{Origin, Setting};
 
 /// Where Debian's libpq looks for the system-wide file (its `--sysconfdir`).
 const SYSTEM_DIR: &str = "/etc/postgresql-common";
-
-/// One `key=value` line of a service section.
-#[derive(Debug)]
-pub(super) struct Setting {
-    pub key: String,
-    pub value: String,
-    pub file: PathBuf,
-    pub line: usize,
-}
 
 /// The settings of service `name`, first occurrence of a key first.
 pub(super) fn lookup(
@@ -59,7 +51,11 @@ pub(super) fn lookup(
 /// The settings of section `[name]` in `text`, or `None` if there is no such section.
 /// Lines are trimmed; `#` starts a comment line; a value is everything after the first
 /// `=`. A `service` key inside a service is refused, as libpq does.
-fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<Setting>>, ConnInfoError> {
+pub(super) fn section(
+    text: &str,
+    name: &str,
+    path: &Path,
+) -> Result<Option<Vec<Setting>>, ConnInfoError> {
     let mut found: Option<Vec<Setting>> = None;
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -89,12 +85,11 @@ fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<Setting>>, 
         if key == "service" {
             return Err(error("nested service specifications not supported"));
         }
-        settings.push(Setting {
-            key: key.to_string(),
-            value: value.to_string(),
+        let origin = Origin::Service {
             file: path.to_path_buf(),
             line: index + 1,
-        });
+        };
+        settings.push(Setting::new(key, value, origin));
     }
     Ok(found)
 }
@@ -106,9 +101,18 @@ mod tests {
     const FILE: &str = "# comment\n[other]\nhost=wrong\n\n  [mydb]  \nhost=somehost\nport=5433\n  user=admin  \noptions=-c a=b\n[next]\nhost=x\n";
 
     fn read(text: &str, name: &str) -> Option<Vec<(String, String, usize)>> {
-        section(text, name, Path::new("/f"))
-            .unwrap()
-            .map(|s| s.into_iter().map(|s| (s.key, s.value, s.line)).collect())
+        section(text, name, Path::new("/f")).unwrap().map(|s| {
+            s.into_iter()
+                .map(|s| (s.key, s.value, line(&s.origin)))
+                .collect()
+        })
+    }
+
+    fn line(origin: &Origin) -> usize {
+        match origin {
+            Origin::Service { line, .. } => *line,
+            _ => 0,
+        }
     }
 
     /// Only the named section is read, with line numbers; other sections are skipped.

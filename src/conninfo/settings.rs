@@ -1,325 +1,289 @@
-//! The connection settings typed and checked, with libpq's defaults: hosts and ports
-//! (unix socket directory, port 5432), the OS user, timeouts, TLS and session modes.
+//! One connection setting (key, value and where it came from), and the settings of a
+//! connection gathered in libpq's order of precedence: what `base_connstr` says, then
+//! the service file entry, then the PG* environment variables, then the defaults.
+//! Each later source only fills keys still unset (an empty value counts as set, as in
+//! libpq, except for the defaults, which also fill empty values).
+//!
+//! libpq's `conninfo_add_defaults` reads the service file before the environment, so a
+//! service entry beats `PGHOST` and friends; its documentation says the same ("a
+//! service file setting overrides the corresponding environment variable").
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::fmt;
+use std::path::PathBuf;
 
-use super::Defaults;
+use super::env::{self, Env};
 use super::error::ConnInfoError;
-use super::params::Params;
+use super::{Defaults, keys, parse, service, uri};
 
-/// Where libpq looks for the server's socket when no host is given: Debian's
-/// compiled-in directory, then the upstream default.
-pub(super) const SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
-pub(super) const DEFAULT_PORT: u16 = 5432;
-
-/// `sslmode`, with libpq's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-/// `target_session_attrs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionAttrs {
-    Any,
-    ReadWrite,
-    ReadOnly,
-    Primary,
-    Standby,
-    PreferStandby,
-}
-
-/// One entry of the host list.
+/// Where a connection setting came from, for messages a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Host {
-    /// A unix socket directory.
-    Socket(PathBuf),
-    /// A TCP server: the name (for TLS and the password file) and/or the address.
-    Tcp {
-        name: Option<String>,
-        addr: Option<IpAddr>,
-    },
+pub enum Origin {
+    /// `base_connstr` itself.
+    Conninfo,
+    /// A line of a connection service file.
+    Service { file: PathBuf, line: usize },
+    /// A PG* environment variable.
+    Env(&'static str),
+    /// libpq's default (or the daemon's).
+    Default,
 }
 
-/// The typed settings. The password is handled by the caller (it may depend on the
-/// host, through the password file).
-#[derive(Debug)]
-pub(super) struct Settings {
-    pub hosts: Vec<(Host, u16)>,
-    pub user: String,
-    pub connect_timeout: Option<Duration>,
-    pub application_name: String,
-    pub options: Option<String>,
-    pub keepalives: bool,
-    pub keepalives_idle: Option<Duration>,
-    pub keepalives_interval: Option<Duration>,
-    pub keepalives_count: Option<u32>,
-    pub tcp_user_timeout: Option<Duration>,
-    pub sslmode: SslMode,
-    pub ssl_direct: bool,
-    pub channel_binding: tokio_postgres::config::ChannelBinding,
-    pub session_attrs: SessionAttrs,
-    pub load_balance: bool,
-}
-
-impl Settings {
-    pub fn from_params(params: &Params, defaults: &Defaults) -> Result<Settings, ConnInfoError> {
-        let seconds = |key| Ok::<_, ConnInfoError>(int(params, key)?.map(|s| secs(s.max(0))));
-        Ok(Settings {
-            hosts: hosts(params, &|dir, port| socket_exists(dir, port))?,
-            user: user(params)?,
-            connect_timeout: connect_timeout(params, defaults)?,
-            application_name: application_name(params, defaults),
-            options: params.non_empty("options").map(str::to_string),
-            keepalives: int(params, "keepalives")?.is_none_or(|k| k != 0),
-            keepalives_idle: seconds("keepalives_idle")?,
-            keepalives_interval: seconds("keepalives_interval")?,
-            keepalives_count: int(params, "keepalives_count")?
-                .map(|c| c.clamp(0, i64::from(u32::MAX)) as u32),
-            tcp_user_timeout: int(params, "tcp_user_timeout")?
-                .map(|ms| Duration::from_millis(ms.max(0) as u64)),
-            sslmode: sslmode(params)?,
-            ssl_direct: ssl_direct(params)?,
-            channel_binding: channel_binding(params)?,
-            session_attrs: session_attrs(params)?,
-            load_balance: choice(
-                params,
-                "load_balance_hosts",
-                &[("disable", false), ("random", true)],
-            )?
-            .unwrap_or(false),
-        })
-    }
-}
-
-fn secs(s: i64) -> Duration {
-    Duration::from_secs(s as u64)
-}
-
-/// An integer option, parsed as libpq's `parse_int_param` (blanks around allowed).
-pub(super) fn int(params: &Params, key: &str) -> Result<Option<i64>, ConnInfoError> {
-    let Some(text) = params.non_empty(key) else {
-        return Ok(None);
-    };
-    text.trim()
-        .parse()
-        .map(Some)
-        .map_err(|_| params.invalid(key, "not an integer"))
-}
-
-/// One of a fixed set of values, or `None` when unset.
-fn choice<T: Copy>(
-    params: &Params,
-    key: &str,
-    values: &[(&str, T)],
-) -> Result<Option<T>, ConnInfoError> {
-    let Some(text) = params.non_empty(key) else {
-        return Ok(None);
-    };
-    match values.iter().find(|(name, _)| *name == text) {
-        Some((_, value)) => Ok(Some(*value)),
-        None => {
-            let names: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
-            Err(params.invalid(key, &format!("expected one of {}", names.join(", "))))
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Conninfo => Ok(()),
+            Origin::Service { file, line } => {
+                write!(f, " (from service file \"{}\" line {line})", file.display())
+            }
+            Origin::Env(var) => write!(f, " (from {var})"),
+            Origin::Default => f.write_str(" (default)"),
         }
     }
 }
 
-/// libpq: zero or negative means wait forever, and less than 2 seconds is 2 seconds.
-/// Unset means the daemon's own default.
-fn connect_timeout(
-    params: &Params,
-    defaults: &Defaults,
-) -> Result<Option<Duration>, ConnInfoError> {
-    Ok(match int(params, "connect_timeout")? {
-        None => Some(defaults.connect_timeout),
-        Some(s) if s <= 0 => None,
-        Some(s) => Some(secs(s.max(2))),
-    })
+/// One `key=value` setting, value unescaped. `Debug` shows the value only when its key
+/// is a known, non-secret option ([`keys::shows_value`]).
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Setting {
+    pub key: String,
+    pub value: String,
+    pub origin: Origin,
 }
 
-fn user(params: &Params) -> Result<String, ConnInfoError> {
-    if let Some(user) = params.non_empty("user") {
-        return Ok(user.to_string());
+impl Setting {
+    pub fn new(key: impl Into<String>, value: impl Into<String>, origin: Origin) -> Setting {
+        let (key, value) = (key.into(), value.into());
+        Setting { key, value, origin }
     }
-    super::env::os_user()
-        .ok_or_else(|| ConnInfoError::Conflict("could not look up the local user name".into()))
-}
 
-/// `application_name`, else `fallback_application_name`, else the daemon's name.
-fn application_name(params: &Params, defaults: &Defaults) -> String {
-    params
-        .non_empty("application_name")
-        .or_else(|| params.non_empty("fallback_application_name"))
-        .unwrap_or(&defaults.application_name)
-        .to_string()
-}
-
-/// `sslmode`, default `prefer`; with `sslrootcert=system` the default is `verify-full`
-/// and weaker modes are refused (PostgreSQL 16).
-fn sslmode(params: &Params) -> Result<SslMode, ConnInfoError> {
-    use SslMode::*;
-    let values = [
-        ("disable", Disable),
-        ("allow", Allow),
-        ("prefer", Prefer),
-        ("require", Require),
-        ("verify-ca", VerifyCa),
-        ("verify-full", VerifyFull),
-    ];
-    let mode = choice(params, "sslmode", &values)?;
-    if params.get("sslrootcert") != Some("system") {
-        return Ok(mode.unwrap_or(Prefer));
-    }
-    match mode {
-        None | Some(VerifyFull) => Ok(VerifyFull),
-        Some(_) => {
-            Err(params.invalid("sslmode", "sslrootcert=system requires sslmode verify-full"))
+    /// The value quoted for a message, or `(hidden)` when it may be a secret.
+    pub fn shown(&self) -> String {
+        match keys::shows_value(&self.key) {
+            true => format!("\"{}\"", self.value.escape_debug()),
+            false => "(hidden)".into(),
         }
     }
 }
 
-fn ssl_direct(params: &Params) -> Result<bool, ConnInfoError> {
-    let direct = choice(
-        params,
-        "sslnegotiation",
-        &[("postgres", false), ("direct", true)],
-    )?
-    .unwrap_or(false);
-    if direct && sslmode(params)? < SslMode::Require {
-        return Err(ConnInfoError::Conflict(
-            "weak sslmode may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")".into(),
+impl fmt::Debug for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}{}", self.key, self.shown(), self.origin)
+    }
+}
+
+/// The settings of one connection, at most one per key.
+#[derive(Debug, Default)]
+pub(super) struct Conninfo(Vec<Setting>);
+
+impl Conninfo {
+    /// The settings written in `text` (key=value or URI); later duplicates win.
+    pub fn parse(text: &str) -> Result<Conninfo, ConnInfoError> {
+        let text = text.trim();
+        let read = if uri::is_uri(text) {
+            uri::settings(text)?
+        } else {
+            parse::settings(text)?
+        };
+        let mut all = Conninfo::default();
+        let mut after_secret = false;
+        for setting in read.into_iter().map(legacy_alias) {
+            match keys::check(&setting) {
+                Err(ConnInfoError::UnknownKey { .. }) if after_secret => {
+                    return Err(ConnInfoError::Syntax(
+                        "invalid connection option after a secret value (quote values that contain blanks)".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            after_secret = keys::is_secret(&setting.key);
+            all.0.retain(|s| s.key != setting.key);
+            all.0.push(setting);
+        }
+        Ok(all)
+    }
+
+    /// Adds the service entry (`service` key or `PGSERVICE`), then the environment.
+    pub fn with_fallbacks(mut self, env: Env<'_>) -> Result<Conninfo, ConnInfoError> {
+        let service = self.value("service").or_else(|| env("PGSERVICE"));
+        if let Some(name) = service.filter(|s| !s.is_empty()) {
+            let file = self.value("servicefile").or_else(|| env("PGSERVICEFILE"));
+            for setting in service::lookup(&name, file.as_deref(), env)? {
+                keys::check(&setting)?;
+                self.fill(setting);
+            }
+        }
+        for key in keys::KEYS.iter().filter(|k| !k.env.is_empty()) {
+            if let Some(value) = env(key.env).filter(|_| self.get(key.name).is_none()) {
+                let setting = Setting::new(key.name, value, Origin::Env(key.env));
+                keys::check(&setting)?;
+                self.fill(setting);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Fills what is still unset or empty with the defaults: the OS user, the daemon's
+    /// application name, and the files libpq looks for in the home directory.
+    pub fn with_defaults(mut self, defaults: &Defaults, env: Env<'_>) -> Conninfo {
+        let home = |name: &str| env::in_home(env, name).map(|p| p.display().to_string());
+        let fallbacks = [
+            ("user", env::os_user()),
+            (
+                "fallback_application_name",
+                Some(defaults.application_name.clone()),
+            ),
+            ("passfile", home(".pgpass")),
+            ("sslrootcert", home(".postgresql/root.crt")),
+            ("sslcrl", home(".postgresql/root.crl")),
+            ("sslcert", home(".postgresql/postgresql.crt")),
+            ("sslkey", home(".postgresql/postgresql.key")),
+        ];
+        for (key, value) in fallbacks {
+            if let Some(value) = value.filter(|v| !v.is_empty() && self.non_empty(key).is_none()) {
+                self.0.retain(|s| s.key != key);
+                self.0.push(Setting::new(key, value, Origin::Default));
+            }
+        }
+        self
+    }
+
+    /// Sets `setting` unless a source with higher precedence already did.
+    fn fill(&mut self, setting: Setting) {
+        if self.get(&setting.key).is_none() {
+            self.0.push(setting);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Setting> {
+        self.0.iter().find(|s| s.key == key)
+    }
+
+    fn value(&self, key: &str) -> Option<String> {
+        self.get(key).map(|s| s.value.clone())
+    }
+
+    /// The value of `key` if set and not empty (libpq treats empty as the default).
+    pub fn non_empty(&self, key: &str) -> Option<&str> {
+        self.get(key)
+            .map(|s| s.value.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// An error about the value of `key`, naming where it came from.
+    pub fn invalid(&self, key: &str, reason: &str) -> ConnInfoError {
+        let setting = self.get(key).cloned();
+        let setting = setting.unwrap_or_else(|| Setting::new(key, "", Origin::Conninfo));
+        ConnInfoError::Value {
+            key: key.to_string(),
+            value: setting.shown(),
+            origin: setting.origin,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// libpq still accepts `requiressl=1` (meaning `sslmode=require`) and `requiressl=0`.
+fn legacy_alias(setting: Setting) -> Setting {
+    if setting.key != "requiressl" {
+        return setting;
+    }
+    let mode = if setting.value.starts_with('1') {
+        "require"
+    } else {
+        "prefer"
+    };
+    Setting::new("sslmode", mode, setting.origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn value<'a>(all: &'a Conninfo, key: &str) -> Option<&'a str> {
+        all.get(key).map(|s| s.value.as_str())
+    }
+
+    /// Conninfo beats the service file, which beats the environment; empty counts as set.
+    #[test]
+    fn precedence_is_libpq_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services");
+        std::fs::write(&file, "[svc]\nport=6000\nuser=from_service\n").unwrap();
+        let env = env_of(&[
+            ("PGSERVICEFILE", file.to_str().unwrap()),
+            ("PGSERVICE", "svc"),
+            ("PGUSER", "from_env"),
+            ("PGAPPNAME", "app_env"),
+            ("PGHOST", "env_host"),
+            ("PGSYSCONFDIR", "/nonexistent"),
+        ]);
+        let all = Conninfo::parse("port=7000 host=''")
+            .unwrap()
+            .with_fallbacks(&env)
+            .unwrap();
+        assert_eq!(value(&all, "port"), Some("7000"));
+        assert_eq!(value(&all, "user"), Some("from_service"));
+        assert_eq!(value(&all, "application_name"), Some("app_env"));
+        assert_eq!(value(&all, "host"), Some(""));
+        assert!(matches!(
+            all.get("user").unwrap().origin,
+            Origin::Service { line: 3, .. }
         ));
     }
-    Ok(direct)
-}
 
-fn channel_binding(
-    params: &Params,
-) -> Result<tokio_postgres::config::ChannelBinding, ConnInfoError> {
-    use tokio_postgres::config::ChannelBinding::*;
-    let values = [
-        ("disable", Disable),
-        ("prefer", Prefer),
-        ("require", Require),
-    ];
-    Ok(choice(params, "channel_binding", &values)?.unwrap_or(Prefer))
-}
+    /// Unknown keys are refused, and unsupported ones from any source name the source.
+    #[test]
+    fn refuses_unknown_and_unsupported() {
+        let err = Conninfo::parse("host=x bogus=1").unwrap_err().to_string();
+        assert_eq!(err, "invalid connection option \"bogus\"");
+        let err = Conninfo::parse("postgresql://h?krbsrvname=pg")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"krbsrvname\""), "{err}");
+        let env = env_of(&[("PGGSSLIB", "gssapi")]);
+        let err = Conninfo::default()
+            .with_fallbacks(&env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(from PGGSSLIB)"), "{err}");
+    }
 
-fn session_attrs(params: &Params) -> Result<SessionAttrs, ConnInfoError> {
-    use SessionAttrs::*;
-    let values = [
-        ("any", Any),
-        ("read-write", ReadWrite),
-        ("read-only", ReadOnly),
-        ("primary", Primary),
-        ("standby", Standby),
-        ("prefer-standby", PreferStandby),
-    ];
-    Ok(choice(params, "target_session_attrs", &values)?.unwrap_or(Any))
-}
+    /// Neither an unquoted password with a blank nor Debug output leaks the password.
+    #[test]
+    fn never_leaks_passwords() {
+        let err = Conninfo::parse("password=top s3cr3t=1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let all = Conninfo::parse("password=hunter2 requiressl=1").unwrap();
+        assert!(!format!("{all:?}").contains("hunter2"));
+        assert_eq!(value(&all, "sslmode"), Some("require"));
+    }
 
-/// Whether a server socket for `port` exists in `dir`.
-fn socket_exists(dir: &str, port: u16) -> bool {
-    Path::new(dir).join(format!(".s.PGSQL.{port}")).exists()
-}
-
-/// The host list: `host` and `hostaddr` (comma-separated, same length when both are
-/// given) paired with `port` (one for all, or one per host; empty means 5432).
-pub(super) fn hosts(
-    params: &Params,
-    has_socket: &dyn Fn(&str, u16) -> bool,
-) -> Result<Vec<(Host, u16)>, ConnInfoError> {
-    let names: Vec<&str> = params
-        .non_empty("host")
-        .map_or(Vec::new(), |h| h.split(',').collect());
-    let addrs: Vec<&str> = params
-        .non_empty("hostaddr")
-        .map_or(Vec::new(), |h| h.split(',').collect());
-    if !names.is_empty() && !addrs.is_empty() && names.len() != addrs.len() {
-        return Err(ConnInfoError::Conflict(format!(
-            "could not match {} host names to {} hostaddr values",
-            names.len(),
-            addrs.len()
-        )));
+    /// Defaults fill unset and empty keys only, marked as defaults.
+    #[test]
+    fn defaults_fill_what_is_unset() {
+        let defaults = Defaults {
+            application_name: "pgqd".into(),
+            connect_timeout: std::time::Duration::ZERO,
+        };
+        let env = env_of(&[("HOME", "/h")]);
+        let all = Conninfo::parse("user='' sslcert=/c")
+            .unwrap()
+            .with_defaults(&defaults, &env);
+        assert_eq!(all.get("user").unwrap().origin, Origin::Default);
+        assert_eq!(value(&all, "sslcert"), Some("/c"));
+        assert_eq!(value(&all, "passfile"), Some("/h/.pgpass"));
+        assert_eq!(value(&all, "fallback_application_name"), Some("pgqd"));
     }
-    let count = names.len().max(addrs.len()).max(1);
-    let ports = ports(params, count)?;
-    (0..count)
-        .map(|i| {
-            let name = names.get(i).copied().unwrap_or("");
-            let addr = addrs.get(i).copied().unwrap_or("");
-            Ok((host(params, name, addr, ports[i], has_socket)?, ports[i]))
-        })
-        .collect()
-}
-
-fn ports(params: &Params, hosts: usize) -> Result<Vec<u16>, ConnInfoError> {
-    let list: Vec<&str> = params
-        .non_empty("port")
-        .map_or(vec![""], |p| p.split(',').collect());
-    let parsed = list
-        .iter()
-        .map(|p| match p.trim() {
-            "" => Ok(DEFAULT_PORT),
-            p => p
-                .parse::<u16>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| params.invalid("port", "invalid port number")),
-        })
-        .collect::<Result<Vec<u16>, _>>()?;
-    match parsed.len() {
-        1 => Ok(vec![parsed[0]; hosts]),
-        n if n == hosts => Ok(parsed),
-        n => Err(ConnInfoError::Conflict(format!(
-            "could not match {n} port numbers to {hosts} hosts"
-        ))),
-    }
-}
-
-/// One host entry, libpq's way: a `hostaddr` means TCP to that address; else a name
-/// starting with `/` is a socket directory; else a host name; else the default socket
-/// directory (the first of [`SOCKET_DIRS`] that has the server's socket).
-fn host(
-    params: &Params,
-    name: &str,
-    addr: &str,
-    port: u16,
-    has_socket: &dyn Fn(&str, u16) -> bool,
-) -> Result<Host, ConnInfoError> {
-    if !addr.is_empty() {
-        let ip = addr
-            .parse()
-            .map_err(|_| params.invalid("hostaddr", "could not parse network address"))?;
-        let name = (!name.is_empty()).then(|| name.to_string());
-        return Ok(Host::Tcp {
-            name,
-            addr: Some(ip),
-        });
-    }
-    if name.starts_with('@') {
-        return Err(params.invalid("host", "abstract unix sockets are not supported"));
-    }
-    if name.starts_with('/') {
-        return Ok(Host::Socket(PathBuf::from(name)));
-    }
-    if !name.is_empty() {
-        return Ok(Host::Tcp {
-            name: Some(name.to_string()),
-            addr: None,
-        });
-    }
-    let dir = SOCKET_DIRS
-        .iter()
-        .find(|dir| has_socket(dir, port))
-        .unwrap_or(&SOCKET_DIRS[0]);
-    Ok(Host::Socket(PathBuf::from(dir)))
 }

@@ -1,27 +1,22 @@
 //! From `base_connstr` plus a database name to a [`Target`]: the gathered settings
-//! turned into one tokio-postgres config per host (with its password, from the
+//! typed into one tokio-postgres config per host (with its password, from the
 //! settings or the password file), the TLS connector, and the session requirements.
 //!
 //! The database name is set on each config, never pasted into the string, so any name
 //! works (quotes, spaces, `#`) and URIs stay valid: pgqd 3.5 appends `dbname='x'`.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
-use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::env::{self, Env};
+use super::env::Env;
 use super::error::ConnInfoError;
-use super::params::Params;
 use super::passfile::Lookup;
-use super::settings::{Host, SOCKET_DIRS, SessionAttrs, Settings, SslMode};
+use super::settings::Conninfo;
 use super::tls::{self, Verification};
+use super::typed::{self, Host, SOCKET_DIRS, SessionAttrs, SslMode};
 use super::{ConnStr, Defaults};
-
-/// TCP keepalive idle time unless `keepalives_idle` is set: a vanished server host is
-/// noticed within about two minutes rather than libpq's (kernel default) two hours.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// Everything needed to connect to one database. `Debug` never shows the password.
 #[derive(Clone)]
@@ -39,8 +34,9 @@ pub struct Target {
 }
 
 /// One host of the list, ready to connect.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct Endpoint {
+    /// Its `Debug` shows whether a password is set, never the password.
     pub config: tokio_postgres::Config,
     /// libpq's way of naming it in errors: `server on socket "..."` or `server at "h", port N`.
     pub label: String,
@@ -51,16 +47,14 @@ pub(super) struct Endpoint {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let first = &self.endpoints[0].config;
+        let password = |e: &Endpoint| e.config.get_password().map(|_| "********");
         f.debug_struct("Target")
             .field("servers", &self.servers())
-            .field("dbname", &first.get_dbname().unwrap_or_default())
-            .field("user", &first.get_user().unwrap_or_default())
-            .field("password", &password_source(&self.endpoints[0]))
+            .field("password", &password(&self.endpoints[0]))
+            .field("endpoints", &self.endpoints)
             .field("sslmode", &self.sslmode)
             .field("verification", &self.verification)
             .field("target_session_attrs", &self.attrs)
-            .field("connect_timeout", &self.timeout)
             .finish()
     }
 }
@@ -85,66 +79,60 @@ pub(super) fn resolve_with(
     defaults: &Defaults,
     env: Env<'_>,
 ) -> Result<Target, ConnInfoError> {
-    let params = Params::from_conninfo(base.expose())?.with_fallbacks(env)?;
-    let settings = Settings::from_params(&params, defaults)?;
-    let any_tcp = settings
-        .hosts
-        .iter()
-        .any(|(h, _)| matches!(h, Host::Tcp { .. }));
-    if settings.sslmode == SslMode::VerifyFull
-        && settings
-            .hosts
-            .iter()
-            .any(|(h, _)| matches!(h, Host::Tcp { name: None, .. }))
-    {
+    let all = Conninfo::parse(base.expose())?
+        .with_fallbacks(env)?
+        .with_defaults(defaults, env);
+    let (mut config, libpq) = typed::typed(&all, defaults)?;
+    config.dbname(dbname);
+    let unnamed = |(h, _): &(Host, u16)| matches!(h, Host::Tcp { name: None, .. });
+    if libpq.sslmode == SslMode::VerifyFull && libpq.hosts.iter().any(unnamed) {
         return Err(ConnInfoError::Conflict(
             "host name must be specified for a verified SSL connection (hostaddr alone is not enough for sslmode=verify-full)".into(),
         ));
     }
     // libpq never uses TLS on a unix socket, so certificates are only read for TCP.
-    let tls = if any_tcp {
-        tls::connector(&params, settings.sslmode, env)?
-    } else {
-        None
+    let tls = match (libpq.hosts.iter()).any(|(h, _)| matches!(h, Host::Tcp { .. })) {
+        true => tls::connector(&libpq.tls, libpq.sslmode)?,
+        false => None,
     };
     let mut warnings = Vec::new();
-    let endpoints = settings
-        .hosts
-        .iter()
-        .map(|(host, port)| endpoint(&params, &settings, host, *port, dbname, env, &mut warnings))
+    let endpoints = (libpq.hosts.iter())
+        .map(|(host, port)| {
+            let endpoint = endpoint(&config, host, *port, libpq.passfile.as_deref());
+            let found = endpoint.passfile.as_ref().map(Lookup::find);
+            let warning = found.and_then(|f| f.warning);
+            warnings.extend(warning.filter(|w| !warnings.contains(w)));
+            endpoint
+        })
         .collect();
     Ok(Target {
         endpoints,
         verification: tls.as_ref().map(|t| t.verification),
         roots: tls.as_ref().and_then(|t| t.roots.clone()),
         tls: tls.map(|t| t.connector),
-        sslmode: settings.sslmode,
-        attrs: settings.session_attrs,
-        timeout: settings.connect_timeout,
-        load_balance: settings.load_balance,
+        sslmode: libpq.sslmode,
+        attrs: libpq.attrs,
+        timeout: libpq.timeout,
+        load_balance: libpq.load_balance,
         warnings,
     })
 }
 
+/// `shared` for one host, with the password file to read when no password is set.
 fn endpoint(
-    params: &Params,
-    settings: &Settings,
+    shared: &tokio_postgres::Config,
     host: &Host,
     port: u16,
-    dbname: &str,
-    env: Env<'_>,
-    warnings: &mut Vec<String>,
+    passfile: Option<&Path>,
 ) -> Endpoint {
-    let mut config = base_config(settings, dbname);
+    let mut config = shared.clone();
     config.port(port);
     let (label, passfile_host) = match host {
         Host::Socket(dir) => {
             config.host_path(dir);
             let shown = dir.join(format!(".s.PGSQL.{port}"));
-            (
-                format!("server on socket \"{}\"", shown.display()),
-                socket_passfile_host(dir),
-            )
+            let label = format!("server on socket \"{}\"", shown.display());
+            (label, socket_passfile_host(dir))
         }
         Host::Tcp { name, addr } => {
             let shown = name
@@ -152,30 +140,24 @@ fn endpoint(
                 .unwrap_or_else(|| addr.map(|a| a.to_string()).unwrap_or_default());
             config.host(&shown);
             let label = match (name, addr) {
-                (Some(_), Some(addr)) => format!("server at \"{shown}\" ({addr}), port {port}"),
+                (Some(_), Some(addr)) => {
+                    config.hostaddr(*addr);
+                    format!("server at \"{shown}\" ({addr}), port {port}")
+                }
                 _ => format!("server at \"{shown}\", port {port}"),
             };
-            if let (Some(_), Some(addr)) = (name, addr) {
-                config.hostaddr(*addr);
-            }
             (label, shown)
         }
     };
-    let mut passfile = None;
-    if let Some(password) = params.non_empty("password") {
-        config.password(password);
-    } else if let Some(path) = passfile_path(params, env) {
-        let lookup = Lookup {
-            path,
+    let passfile = passfile
+        .filter(|_| config.get_password().is_none())
+        .map(|path| Lookup {
+            path: path.to_path_buf(),
             host: passfile_host,
             port: port.to_string(),
-            dbname: dbname.to_string(),
-            user: settings.user.clone(),
-        };
-        let found = lookup.find();
-        warnings.extend(found.warning.filter(|w| !warnings.contains(w)));
-        passfile = Some(lookup);
-    }
+            dbname: config.get_dbname().unwrap_or_default().to_string(),
+            user: config.get_user().unwrap_or_default().to_string(),
+        });
     Endpoint {
         config,
         label,
@@ -184,60 +166,11 @@ fn endpoint(
     }
 }
 
-/// Settings shared by every host.
-fn base_config(settings: &Settings, dbname: &str) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .dbname(dbname)
-        .user(&settings.user)
-        .application_name(&settings.application_name)
-        .channel_binding(settings.channel_binding)
-        .target_session_attrs(TargetSessionAttrs::Any)
-        .keepalives(settings.keepalives)
-        .keepalives_idle(settings.keepalives_idle.unwrap_or(KEEPALIVE_IDLE));
-    if settings.ssl_direct {
-        config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
-    }
-    if let Some(options) = &settings.options {
-        config.options(options);
-    }
-    if let Some(timeout) = settings.connect_timeout {
-        config.connect_timeout(timeout);
-    }
-    if let Some(interval) = settings.keepalives_interval {
-        config.keepalives_interval(interval);
-    }
-    if let Some(count) = settings.keepalives_count {
-        config.keepalives_retries(count);
-    }
-    if let Some(timeout) = settings.tcp_user_timeout {
-        config.tcp_user_timeout(timeout);
-    }
-    config
-}
-
-/// `passfile`, else `PGPASSFILE` (both already in the params), else `~/.pgpass`.
-fn passfile_path(params: &Params, env: Env<'_>) -> Option<PathBuf> {
-    params
-        .non_empty("passfile")
-        .map(PathBuf::from)
-        .or_else(|| env::in_home(env, ".pgpass"))
-}
-
 /// libpq looks a unix socket up as `localhost` when it is the default socket
 /// directory, else by its path.
-fn socket_passfile_host(dir: &std::path::Path) -> String {
-    if SOCKET_DIRS.iter().any(|d| dir == std::path::Path::new(d)) {
+fn socket_passfile_host(dir: &Path) -> String {
+    if SOCKET_DIRS.iter().any(|d| dir == Path::new(d)) {
         return "localhost".into();
     }
     dir.display().to_string()
-}
-
-/// How the endpoint gets its password, for Debug.
-fn password_source(endpoint: &Endpoint) -> String {
-    match (&endpoint.config.get_password(), &endpoint.passfile) {
-        (Some(_), _) => "********".into(),
-        (None, Some(lookup)) => format!("(password file {})", lookup.path.display()),
-        (None, None) => "(none)".into(),
-    }
 }

@@ -284,3 +284,22 @@ fn validate_checks_text_only() {
         assert!(err.contains(expected), "{bad}: {err}");
     }
 }
+
+/// The strings of the secrets-in-errors report: neither `--check`'s display of
+/// base_connstr nor the validation error shows the secret, whatever the key's case.
+#[test]
+fn errors_never_show_secrets() {
+    for (text, secret) in [
+        ("host=/x PASSWORD=S3cretZz", "S3cretZz"),
+        ("host=/x scram_client_key=S3CRETKEY", "S3CRETKEY"),
+        ("host=/x scram_server_key=S3CRETKEY", "S3CRETKEY"),
+        ("host=/x oauth_client_secret=S3CRETKEY", "S3CRETKEY"),
+        ("host=/x passwrod=S3cretZz", "S3cretZz"),
+        ("postgresql://h?PassWord=S3cretZz", "S3cretZz"),
+    ] {
+        let base = ConnStr::new(text);
+        let error = validate(&base).unwrap_err();
+        let shown = format!("{base} {base:?} {error} {error:?}");
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}

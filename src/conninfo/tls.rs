@@ -1,7 +1,7 @@
 //! The TLS side of a connection, with rustls: which root certificates, CRL, client
 //! certificate and protocol versions, from `sslrootcert`, `sslcrl`, `sslcert`, `sslkey`,
-//! `sslsni` and `ssl_{min,max}_protocol_version`, with libpq's defaults under
-//! `~/.postgresql/` and its file checks.
+//! `sslsni` and `ssl_{min,max}_protocol_version` (the files default to libpq's under
+//! `~/.postgresql/`, filled in by `settings.rs`), with libpq's file checks.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,11 +14,43 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::env::{self, Env};
 use super::error::ConnInfoError;
-use super::params::Params;
-use super::settings::SslMode;
+use super::settings::Conninfo;
+use super::typed::SslMode;
 use super::verify::Check;
+
+type Versions = Vec<&'static rustls::SupportedProtocolVersion>;
+
+/// The TLS settings, typed.
+#[derive(Debug)]
+pub(super) struct Options {
+    /// `sslrootcert`: a file, or `system`.
+    root: Option<String>,
+    crl: Option<PathBuf>,
+    /// `sslcert` and `sslkey`, unless `sslcertmode=disable`.
+    client: Option<(PathBuf, Option<PathBuf>)>,
+    sni: bool,
+    versions: Versions,
+}
+
+impl Options {
+    pub fn new(all: &Conninfo) -> Result<Options, ConnInfoError> {
+        let path = |key| all.non_empty(key).map(PathBuf::from);
+        let no_cert = all
+            .get("sslcertmode")
+            .is_some_and(|m| m.value.eq_ignore_ascii_case("disable"));
+        Ok(Options {
+            root: all.non_empty("sslrootcert").map(str::to_string),
+            crl: path("sslcrl"),
+            client: path("sslcert")
+                .filter(|_| !no_cert)
+                .map(|cert| (cert, path("sslkey"))),
+            // libpq sends SNI only when sslsni is "1" (its default).
+            sni: all.get("sslsni").is_none_or(|v| v.value.starts_with('1')),
+            versions: versions(all)?,
+        })
+    }
+}
 
 /// What `describe` says about the TLS set-up, for `Target`'s Debug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,34 +69,29 @@ pub(super) struct Tls {
 }
 
 /// The TLS set-up for `mode`, or `None` for `sslmode=disable`.
-pub(super) fn connector(
-    params: &Params,
-    mode: SslMode,
-    env: Env<'_>,
-) -> Result<Option<Tls>, ConnInfoError> {
+pub(super) fn connector(options: &Options, mode: SslMode) -> Result<Option<Tls>, ConnInfoError> {
     if mode == SslMode::Disable {
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (check, roots) = check(params, mode, env, &provider)?;
-    let verification = match check {
-        Check::Nothing(_) => Verification::None,
-        Check::Chain(_) => Verification::Chain,
-        Check::Full(_) => Verification::Full,
+    let (check, roots) = check(options, mode, &provider)?;
+    let verification = match (&check.chain, check.name) {
+        (None, _) => Verification::None,
+        (Some(_), false) => Verification::Chain,
+        (Some(_), true) => Verification::Full,
     };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions(params)?)
+        .with_protocol_versions(&options.versions)
         .map_err(|e| tls_error(&format!("TLS set-up failed: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(check));
-    let mut config = match client_cert(params, env)? {
+    let mut config = match client_cert(options)? {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| tls_error(&format!("client certificate not usable: {e}")))?,
         None => builder.with_no_client_auth(),
     };
-    // libpq sends SNI only when sslsni is "1" (its default).
-    config.enable_sni = params.get("sslsni").is_none_or(|v| v.starts_with('1'));
+    config.enable_sni = options.sni;
     Ok(Some(Tls {
         connector: MakeRustlsConnect::new(config),
         verification,
@@ -76,52 +103,41 @@ fn tls_error(message: &str) -> ConnInfoError {
     ConnInfoError::Tls(message.to_string())
 }
 
-/// A file under `~/.postgresql/`, or nothing without a home directory.
-fn default_file(env: Env<'_>, name: &str) -> Option<PathBuf> {
-    env::in_home(env, &format!(".postgresql/{name}"))
-}
-
 /// The certificate check for `mode`. A root certificate that exists turns on chain
 /// verification for every mode, as in libpq; without one, only the verify modes fail.
 fn check(
-    params: &Params,
+    options: &Options,
     mode: SslMode,
-    env: Env<'_>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<(Check, Option<String>), ConnInfoError> {
-    let roots = match params.non_empty("sslrootcert") {
+    let roots = match options.root.as_deref() {
         Some("system") => Some((system_roots()?, "the system's trusted roots".to_string())),
-        explicit => {
-            let path = explicit
-                .map(PathBuf::from)
-                .or_else(|| default_file(env, "root.crt"));
-            match path.as_deref().filter(|p| p.exists()) {
+        path => {
+            let path = path.map(Path::new);
+            match path.filter(|p| p.exists()) {
                 Some(path) => Some((file_roots(path)?, format!("\"{}\"", path.display()))),
-                None if mode >= SslMode::VerifyCa => return Err(missing_root(path.as_deref())),
+                None if mode >= SslMode::VerifyCa => return Err(missing_root(path)),
                 None => None,
             }
         }
     };
+    let mut check = Check {
+        algorithms: provider.signature_verification_algorithms,
+        chain: None,
+        name: mode == SslMode::VerifyFull,
+    };
     let Some((roots, named)) = roots else {
-        let nothing = Check::Nothing(provider.signature_verification_algorithms);
-        return Ok((nothing, None));
+        return Ok((check, None));
     };
     let mut builder =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let crl = params
-        .non_empty("sslcrl")
-        .map(PathBuf::from)
-        .or_else(|| default_file(env, "root.crl"));
-    if let Some(crl) = crl.filter(|p| p.exists()) {
-        builder = builder.with_crls(read_crls(&crl)?);
+    if let Some(crl) = options.crl.as_deref().filter(|p| p.exists()) {
+        builder = builder.with_crls(read_crls(crl)?);
     }
     let verifier = builder
         .build()
         .map_err(|e| tls_error(&format!("cannot verify server certificates: {e}")))?;
-    let check = match mode {
-        SslMode::VerifyFull => Check::Full(verifier),
-        _ => Check::Chain(verifier),
-    };
+    check.chain = Some(verifier);
     Ok((check, Some(named)))
 }
 
@@ -202,31 +218,17 @@ type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 /// The client certificate and key, if `sslcert` (default `~/.postgresql/postgresql.crt`)
 /// exists and `sslcertmode` is not `disable`. A missing certificate is no certificate,
 /// as in libpq; a certificate without its key is an error.
-fn client_cert(params: &Params, env: Env<'_>) -> Result<Option<ClientCert>, ConnInfoError> {
-    if params
-        .get("sslcertmode")
-        .is_some_and(|m| m.eq_ignore_ascii_case("disable"))
-    {
-        return Ok(None);
-    }
-    let cert = params
-        .non_empty("sslcert")
-        .map(PathBuf::from)
-        .or_else(|| default_file(env, "postgresql.crt"));
-    let Some(cert) = cert.filter(|p| p.exists()) else {
+fn client_cert(options: &Options) -> Result<Option<ClientCert>, ConnInfoError> {
+    let Some((cert, key)) = options.client.as_ref().filter(|(cert, _)| cert.exists()) else {
         return Ok(None);
     };
-    let chain = read_certs(&cert, "certificate")?;
-    let key = params
-        .non_empty("sslkey")
-        .map(PathBuf::from)
-        .or_else(|| default_file(env, "postgresql.key"));
+    let chain = read_certs(cert, "certificate")?;
     let Some(key) = key else {
         return Err(tls_error(
             "certificate present, but no home directory to find its private key",
         ));
     };
-    Ok(Some((chain, read_key(&key)?)))
+    Ok(Some((chain, read_key(key)?)))
 }
 
 /// Reads a private key after libpq's checks: a plain file, not readable by group or
@@ -270,18 +272,16 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConnInfoError> {
 
 /// `ssl_min_protocol_version` (default TLSv1.2, as libpq) and `ssl_max_protocol_version`.
 /// rustls speaks TLS 1.2 and 1.3 only.
-pub(super) fn versions(
-    params: &Params,
-) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConnInfoError> {
+fn versions(all: &Conninfo) -> Result<Versions, ConnInfoError> {
     let level = |key: &str, default: u8| -> Result<u8, ConnInfoError> {
-        match params.non_empty(key) {
+        match all.non_empty(key) {
             None => Ok(default),
             Some("TLSv1.2") => Ok(2),
             Some("TLSv1.3") => Ok(3),
             Some("TLSv1" | "TLSv1.1") => {
-                Err(params.invalid(key, "TLS versions before 1.2 are not supported"))
+                Err(all.invalid(key, "TLS versions before 1.2 are not supported"))
             }
-            Some(_) => Err(params.invalid(key, "expected TLSv1.2 or TLSv1.3")),
+            Some(_) => Err(all.invalid(key, "expected TLSv1.2 or TLSv1.3")),
         }
     };
     let (min, max) = (

@@ -4,7 +4,7 @@
 
 use super::error::ConnInfoError;
 use super::keys;
-use super::parse::Pair;
+use super::settings::{Origin, Setting};
 
 const PREFIXES: &[&str] = &["postgresql://", "postgres://"];
 
@@ -13,9 +13,9 @@ pub(super) fn is_uri(text: &str) -> bool {
     PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
-/// Reads a URI into the pairs it stands for (`user`, `password`, `host`, `port`,
+/// Reads a URI into the settings it stands for (`user`, `password`, `host`, `port`,
 /// `dbname`, then the query parameters), in that order.
-pub(super) fn pairs(text: &str) -> Result<Vec<Pair>, ConnInfoError> {
+pub(super) fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
     let rest = PREFIXES
         .iter()
         .find_map(|p| text.strip_prefix(p))
@@ -41,7 +41,7 @@ pub(super) fn pairs(text: &str) -> Result<Vec<Pair>, ConnInfoError> {
 }
 
 /// `user[:password]@`, when an `@` comes before the first `/`; returns what follows.
-fn userinfo<'a>(text: &'a str, out: &mut Vec<Pair>) -> Result<&'a str, ConnInfoError> {
+fn userinfo<'a>(text: &'a str, out: &mut Vec<Setting>) -> Result<&'a str, ConnInfoError> {
     let end = text.find(['@', '/']).unwrap_or(text.len());
     if !text[end..].starts_with('@') {
         return Ok(text);
@@ -60,7 +60,7 @@ fn userinfo<'a>(text: &'a str, out: &mut Vec<Pair>) -> Result<&'a str, ConnInfoE
 /// ended the list (`/` or `?`) and that character, if any.
 fn hosts<'a>(
     mut text: &'a str,
-    out: &mut Vec<Pair>,
+    out: &mut Vec<Setting>,
 ) -> Result<(&'a str, Option<char>), ConnInfoError> {
     let mut hosts = Vec::new();
     let mut ports = Vec::new();
@@ -117,7 +117,7 @@ fn one_host(text: &str) -> Result<(&str, &str), ConnInfoError> {
 }
 
 /// `key=value&...`; `ssl=true` means `sslmode=require`, as in libpq (JDBC habit).
-fn params(query: &str, out: &mut Vec<Pair>) -> Result<(), ConnInfoError> {
+fn params(query: &str, out: &mut Vec<Setting>) -> Result<(), ConnInfoError> {
     for param in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_key, raw_value) = split_at_char(param, '=');
         let key = decode(raw_key, "a URI query parameter name", false)?;
@@ -133,33 +133,26 @@ fn params(query: &str, out: &mut Vec<Pair>) -> Result<(), ConnInfoError> {
                 key.escape_debug()
             )));
         }
-        let what = format!("URI query parameter \"{key}\"");
-        let value = decode(raw_value, &what, keys::is_secret(&key))?;
+        let what = format!("URI query parameter \"{}\"", key.escape_debug());
+        let value = decode(raw_value, &what, !keys::shows_value(&key))?;
         if key == "ssl" && value == "true" {
-            out.push(pair("sslmode", "require"));
+            out.push(Setting::new("sslmode", "require", Origin::Conninfo));
         } else {
-            out.push(Pair { key, value });
+            out.push(Setting::new(key, value, Origin::Conninfo));
         }
     }
     Ok(())
 }
 
 /// Decodes `raw` as the value of `key`.
-fn push(out: &mut Vec<Pair>, key: &str, raw: &str) -> Result<(), ConnInfoError> {
-    let value = decode(raw, &format!("the URI's {key}"), keys::is_secret(key))?;
-    out.push(pair(key, &value));
+fn push(out: &mut Vec<Setting>, key: &str, raw: &str) -> Result<(), ConnInfoError> {
+    let value = decode(raw, &format!("the URI's {key}"), !keys::shows_value(key))?;
+    out.push(Setting::new(key, value, Origin::Conninfo));
     Ok(())
 }
 
-fn pair(key: &str, value: &str) -> Pair {
-    Pair {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
-}
-
 /// Percent-decoding; `%00` and invalid UTF-8 are refused. The raw text is shown in
-/// errors unless it is a secret.
+/// errors unless it may be a secret.
 fn decode(raw: &str, what: &str, secret: bool) -> Result<String, ConnInfoError> {
     let shown = || {
         if secret {
@@ -201,6 +194,11 @@ fn decode(raw: &str, what: &str, secret: bool) -> Result<String, ConnInfoError> 
     })
 }
 
+/// Percent-decoding that never fails (bad escapes kept as written), for masking.
+pub(super) fn decode_lossy(raw: &str) -> String {
+    decode(raw, "", true).unwrap_or_else(|_| raw.to_string())
+}
+
 /// Splits at the first `sep`: the part before, and the part after if `sep` occurs.
 fn split_at_char(text: &str, sep: char) -> (&str, Option<&str>) {
     match text.split_once(sep) {
@@ -218,10 +216,10 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Vec<(String, String)> {
-        pairs(text)
+        settings(text)
             .unwrap()
             .into_iter()
-            .map(|p| (p.key, p.value))
+            .map(|s| (s.key, s.value))
             .collect()
     }
 
@@ -302,7 +300,7 @@ mod tests {
             ("postgresql://h/db?x=%4", "invalid percent-encoded token"),
         ];
         for (uri, expected) in cases {
-            let err = pairs(uri).unwrap_err().to_string();
+            let err = settings(uri).unwrap_err().to_string();
             assert!(err.contains(expected), "{uri}: {err}");
         }
     }
@@ -313,10 +311,12 @@ mod tests {
         for uri in [
             "postgresql://u:sec%zzret@h",
             "postgresql://h?password=sec%00ret",
+            "postgresql://h?PassWord=sec%zzret",
+            "postgresql://h?passwrod=sec%zzret",
         ] {
-            let err = pairs(uri).unwrap_err().to_string();
+            let err = settings(uri).unwrap_err().to_string();
             assert!(!err.contains("sec"), "{err}");
-            assert!(err.contains("password"), "{err}");
+            assert!(err.to_lowercase().contains("pass"), "{err}");
         }
     }
 }

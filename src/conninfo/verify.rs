@@ -1,5 +1,5 @@
-//! How the server's certificate is checked, one verifier per libpq behaviour:
-//! none (`require` without a root certificate), the chain only (`verify-ca`, and
+//! How the server's certificate is checked, as libpq does at each level:
+//! not at all (`require` without a root certificate), the chain only (`verify-ca`, and
 //! `require`/`prefer`/`allow` when a root certificate is present, as libpq does), or the
 //! chain and the host name (`verify-full`, with libpq's fallback to the subject's
 //! common name when the certificate has no DNS subjectAltName).
@@ -17,29 +17,13 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How much of the certificate is checked.
 #[derive(Debug)]
-pub(super) enum Check {
-    /// Nothing: libpq's `require` (or `prefer`/`allow`) without a root certificate.
-    Nothing(WebPkiSupportedAlgorithms),
-    /// The chain up to a trusted root, not the name.
-    Chain(Arc<WebPkiServerVerifier>),
-    /// The chain and the host name.
-    Full(Arc<WebPkiServerVerifier>),
-}
-
-impl Check {
-    fn algorithms(&self) -> Option<&WebPkiSupportedAlgorithms> {
-        match self {
-            Check::Nothing(algorithms) => Some(algorithms),
-            _ => None,
-        }
-    }
-
-    fn webpki(&self) -> Option<&WebPkiServerVerifier> {
-        match self {
-            Check::Chain(v) | Check::Full(v) => Some(v),
-            Check::Nothing(_) => None,
-        }
-    }
+pub(super) struct Check {
+    /// The handshake signature algorithms, always checked.
+    pub algorithms: WebPkiSupportedAlgorithms,
+    /// The chain up to a trusted root, when there is a root certificate.
+    pub chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Whether the host name is checked too (`verify-full`).
+    pub name: bool,
 }
 
 fn is_name_mismatch(error: &rustls::Error) -> bool {
@@ -60,32 +44,29 @@ impl ServerCertVerifier for Check {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(webpki) = self.webpki() else {
+        let Some(chain) = &self.chain else {
             return Ok(ServerCertVerified::assertion());
         };
-        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             // The name check comes last in rustls, so the chain was good.
-            Err(e) if is_name_mismatch(&e) && matches!(self, Check::Chain(_)) => {
-                Ok(ServerCertVerified::assertion())
-            }
-            Err(e) if is_name_mismatch(&e) && common_name_matches(end_entity, server_name) => {
+            Err(e)
+                if is_name_mismatch(&e)
+                    && (!self.name || common_name_matches(end_entity, server_name)) =>
+            {
                 Ok(ServerCertVerified::assertion())
             }
             other => other,
         }
     }
 
+    // The same checks as WebPkiServerVerifier's, with the provider's algorithms.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match (self.algorithms(), self.webpki()) {
-            (Some(algorithms), _) => verify_tls12_signature(message, cert, dss, algorithms),
-            (_, Some(v)) => v.verify_tls12_signature(message, cert, dss),
-            _ => unreachable!("a check has algorithms or a verifier"),
-        }
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -94,19 +75,11 @@ impl ServerCertVerifier for Check {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match (self.algorithms(), self.webpki()) {
-            (Some(algorithms), _) => verify_tls13_signature(message, cert, dss, algorithms),
-            (_, Some(v)) => v.verify_tls13_signature(message, cert, dss),
-            _ => unreachable!("a check has algorithms or a verifier"),
-        }
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        match (self.algorithms(), self.webpki()) {
-            (Some(algorithms), _) => algorithms.supported_schemes(),
-            (_, Some(v)) => v.supported_verify_schemes(),
-            _ => Vec::new(),
-        }
+        self.algorithms.supported_schemes()
     }
 }
 
