@@ -29,6 +29,7 @@ pub mod db;
 pub mod discovery;
 pub mod jobs;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod pg;
 pub mod pidfile;
