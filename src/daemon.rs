@@ -49,9 +49,6 @@ pub fn signal_running(config_path: &Path, signal: ControlSignal) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Holder::Foreign(pid) => {
-            eprintln!("Old process is not running (pid {pid} is another program now)")
-        }
         Holder::NotRunning => eprintln!("Old process is not running"),
     }
     ExitCode::SUCCESS

@@ -9,6 +9,8 @@ use nix::sys::signal::Signal;
 
 use crate::harness::{Cluster, Daemon, pgqd, wait_until};
 
+mod pidfile_lock;
+
 fn write_ini(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("pgqd.ini");
     fs::write(&path, format!("[pgqd]\nsyslog = 0\n{body}\n")).unwrap();
