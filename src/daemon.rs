@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::cli::{ControlSignal, RunOptions};
 use crate::config::{self, Config};
@@ -109,18 +109,23 @@ fn fatal(reason: &str) -> ExitCode {
 /// what a daemon needs, as pgqd 3.5.
 fn load_for_run(config_path: &Path, log: &LogHandle, daemon: bool) -> Result<Config, String> {
     let loaded = config::load(config_path).map_err(|e| e.to_string())?;
-    for warning in &loaded.warnings {
-        warn!("{} ({})", warning.message, warning.origin);
-    }
-    let config = loaded.config;
+    let ready =
+        daemon_requirements(daemon, &loaded.config).and_then(|()| log.apply(&loaded.config));
+    // After the sinks are open, so the config's warnings reach the log file and syslog
+    // too (with -q or -d the console alone would lose them); when start-up cannot go
+    // on, they still go to the console before the error.
+    logging::config_warnings(&loaded.warnings);
+    ready.map(|()| loaded.config)
+}
+
+fn daemon_requirements(daemon: bool, config: &Config) -> Result<(), String> {
     if daemon && config.pidfile.is_none() {
         return Err("daemon needs pidfile configured".into());
     }
     if daemon && config.logfile.is_none() && config.syslog == 0 {
         return Err("daemon needs logging configured".into());
     }
-    log.apply(&config)?;
-    Ok(config)
+    Ok(())
 }
 
 /// Takes the pidfile and builds the runtime (after any fork: forking a running tokio

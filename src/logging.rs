@@ -18,7 +18,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter::LevelFilter};
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, Warning};
 
 mod syslog;
 
@@ -83,6 +83,15 @@ impl LogHandle {
     /// Stops writing to the console (after daemonizing, stdio is /dev/null anyway).
     pub fn disable_console(&self) {
         self.sinks.lock().unwrap_or_else(|e| e.into_inner()).console = false;
+    }
+}
+
+/// Logs the warnings found while reading the config, to every sink open now: call it
+/// after [`LogHandle::apply`], so they are not lost to a console that `-q` or `-d`
+/// silences.
+pub fn config_warnings(warnings: &[Warning]) {
+    for warning in warnings {
+        tracing::warn!("{} ({})", warning.message, warning.origin);
     }
 }
 

@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use crate::harness::{Cluster, Daemon, pgqd, wait_until};
 
+mod config_warnings;
 mod pidfile_lock;
 
 fn write_ini(dir: &Path, body: &str) -> std::path::PathBuf {
