@@ -89,12 +89,12 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
             return fatal(&reason);
         }
     };
-    report_ready(ready_pipe, Ok(()));
     let code = runtime.block_on(serve(
         config,
         config_path,
         log,
         pidfile.as_ref().map(|p| p.path().to_path_buf()),
+        ready_pipe,
     ));
     drop(pidfile);
     code
@@ -219,6 +219,7 @@ async fn serve(
     config_path: PathBuf,
     log: LogHandle,
     pidfile: Option<PathBuf>,
+    ready_pipe: Option<OwnedFd>,
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     let (control_tx, control_rx) = mpsc::channel(4);
@@ -236,10 +237,14 @@ async fn serve(
     match handler.install() {
         Ok(signals) => drop(tokio::spawn(signals)),
         Err(e) => {
-            error!(fatal = true, "cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            let reason = format!("cannot install signal handlers: {e}");
+            report_ready(ready_pipe, Err(&reason));
+            return fatal(&reason);
         }
     }
+    // Only now may the parent of `-d` exit: a `-r` or `-s` sent as soon as it has must
+    // find the handlers in place (the default action of SIGHUP and SIGINT kills).
+    report_ready(ready_pipe, Ok(()));
     let stats = Arc::new(Stats::default());
     let stale_after = (config.ticker_period * 10).max(config.ticker_timeout * 3);
     tokio::spawn(notify::watchdog(

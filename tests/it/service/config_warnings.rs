@@ -6,7 +6,7 @@ use std::path::Path;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{Cluster, Daemon, pgqd, wait_until};
+use crate::harness::{Cluster, Daemon, pgqd};
 
 const WARNING: &str = "WARNING value of database_list contains an inline comment";
 
@@ -34,6 +34,19 @@ fn count_in(path: &Path, needle: &str) -> usize {
         .count()
 }
 
+/// Waits until `count_in(log, needle)` is `count`; on timeout, shows the log.
+fn wait_for_count(log: &Path, needle: &str, count: usize) {
+    let start = std::time::Instant::now();
+    while count_in(log, needle) != count {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            start.elapsed() < crate::harness::DEADLINE,
+            "timed out waiting for {count} x {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// With `-q`, the inline-comment warning is in the log file at start, and a reload of a
 /// changed file logs the new warning there too.
 #[test]
@@ -42,9 +55,8 @@ fn config_warnings_reach_the_logfile_with_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pgqd.log");
     let daemon = Daemon::start_args(&ini_body(cluster, &log, "first db"), &["-q"]);
-    wait_until("the start-up warning in the log file", || {
-        count_in(&log, WARNING) == 1 && count_in(&log, "first db") >= 1
-    });
+    wait_for_count(&log, WARNING, 1);
+    assert!(count_in(&log, "first db") >= 1);
     fs::write(
         daemon.config_path(),
         format!(
@@ -54,9 +66,8 @@ fn config_warnings_reach_the_logfile_with_quiet() {
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
-    wait_until("the reload warning in the log file", || {
-        count_in(&log, WARNING) == 2 && count_in(&log, "did you mean \"postgres\"") == 2
-    });
+    wait_for_count(&log, WARNING, 2);
+    assert_eq!(count_in(&log, "did you mean \"postgres\"?"), 2);
     assert!(count_in(&log, "second db") >= 1);
     assert_eq!(daemon.output(), "", "-q keeps the console silent");
 }
@@ -80,13 +91,10 @@ fn config_warnings_reach_the_logfile_of_a_daemon() {
     let start = pgqd().arg("-d").arg(&ini).output().unwrap();
     assert_eq!(start.status.code(), Some(0), "{start:?}");
     let _stop = StopOnDrop(&ini);
-    wait_until("the start-up warning in the log file", || {
-        count_in(&log, WARNING) == 1
-    });
+    wait_for_count(&log, WARNING, 1);
     write("second db");
     let reload = pgqd().arg("-r").arg(&ini).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&reload.stderr), "SIGHUP sent\n");
-    wait_until("the reload warning in the log file", || {
-        count_in(&log, WARNING) == 2 && count_in(&log, "second db") >= 1
-    });
+    wait_for_count(&log, WARNING, 2);
+    assert!(count_in(&log, "second db") >= 1);
 }
