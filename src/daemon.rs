@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::cli::{ControlSignal, RunOptions};
 use crate::config::{self, Config};
@@ -49,9 +49,6 @@ pub fn signal_running(config_path: &Path, signal: ControlSignal) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Holder::Foreign(pid) => {
-            eprintln!("Old process is not running (pid {pid} is another program now)")
-        }
         Holder::NotRunning => eprintln!("Old process is not running"),
     }
     ExitCode::SUCCESS
@@ -92,12 +89,12 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
             return fatal(&reason);
         }
     };
-    report_ready(ready_pipe, Ok(()));
     let code = runtime.block_on(serve(
         config,
         config_path,
         log,
         pidfile.as_ref().map(|p| p.path().to_path_buf()),
+        ready_pipe,
     ));
     drop(pidfile);
     code
@@ -112,18 +109,23 @@ fn fatal(reason: &str) -> ExitCode {
 /// what a daemon needs, as pgqd 3.5.
 fn load_for_run(config_path: &Path, log: &LogHandle, daemon: bool) -> Result<Config, String> {
     let loaded = config::load(config_path).map_err(|e| e.to_string())?;
-    for warning in &loaded.warnings {
-        warn!("{} ({})", warning.message, warning.origin);
-    }
-    let config = loaded.config;
+    let ready =
+        daemon_requirements(daemon, &loaded.config).and_then(|()| log.apply(&loaded.config));
+    // After the sinks are open, so the config's warnings reach the log file and syslog
+    // too (with -q or -d the console alone would lose them); when start-up cannot go
+    // on, they still go to the console before the error.
+    logging::config_warnings(&loaded.warnings);
+    ready.map(|()| loaded.config)
+}
+
+fn daemon_requirements(daemon: bool, config: &Config) -> Result<(), String> {
     if daemon && config.pidfile.is_none() {
         return Err("daemon needs pidfile configured".into());
     }
     if daemon && config.logfile.is_none() && config.syslog == 0 {
         return Err("daemon needs logging configured".into());
     }
-    log.apply(&config)?;
-    Ok(config)
+    Ok(())
 }
 
 /// Takes the pidfile and builds the runtime (after any fork: forking a running tokio
@@ -217,6 +219,7 @@ async fn serve(
     config_path: PathBuf,
     log: LogHandle,
     pidfile: Option<PathBuf>,
+    ready_pipe: Option<OwnedFd>,
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     let (control_tx, control_rx) = mpsc::channel(4);
@@ -234,10 +237,14 @@ async fn serve(
     match handler.install() {
         Ok(signals) => drop(tokio::spawn(signals)),
         Err(e) => {
-            error!(fatal = true, "cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            let reason = format!("cannot install signal handlers: {e}");
+            report_ready(ready_pipe, Err(&reason));
+            return fatal(&reason);
         }
     }
+    // Only now may the parent of `-d` exit: a `-r` or `-s` sent as soon as it has must
+    // find the handlers in place (the default action of SIGHUP and SIGINT kills).
+    report_ready(ready_pipe, Ok(()));
     let stats = Arc::new(Stats::default());
     tokio::spawn(notify::watchdog(shutdown.clone()));
     Supervisor::new(config, stats, shutdown, control_rx)

@@ -4,23 +4,27 @@
 //! WARN→WARNING, INFO→LOG, DEBUG→DEBUG, TRACE→NOISE, and an event with `fatal = true`
 //! is tagged FATAL. Span fields (`db`) and event fields (`job`, `sqlstate`, ...) are
 //! kept as fields: JSON writes them as keys; text writes the database as pgqd's
-//! `[name]: ` prefix and the rest as `key=value` after the message.
+//! `[name]: ` prefix and the rest as `key=value` after the message (`format`).
+//! The stats line is an event with target [`STATS_TARGET`] and u64 fields `ticks`,
+//! `maint`, `retry`: text prints its message alone, JSON the numbers as well.
 
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter::LevelFilter};
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, Warning};
 
+mod format;
 mod syslog;
+
+pub use format::STATS_TARGET;
+use format::{Fields, Record};
 
 /// Where lines go; shared with the [`LogHandle`] that reopens them on SIGHUP.
 struct Sinks {
@@ -86,6 +90,15 @@ impl LogHandle {
     }
 }
 
+/// Logs the warnings found while reading the config, to every sink open now: call it
+/// after [`LogHandle::apply`], so they are not lost to a console that `-q` or `-d`
+/// silences.
+pub fn config_warnings(warnings: &[Warning]) {
+    for warning in warnings {
+        tracing::warn!("{} ({})", warning.message, warning.origin);
+    }
+}
+
 fn open_log(path: &Path) -> Result<File, String> {
     OpenOptions::new()
         .create(true)
@@ -105,7 +118,7 @@ struct PgqdLayer {
 }
 
 /// Fields recorded on a span, kept in the span's extensions.
-struct SpanFields(Vec<(&'static str, String)>);
+struct SpanFields(Vec<(&'static str, serde_json::Value)>);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PgqdLayer {
     fn on_new_span(
@@ -131,7 +144,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PgqdLayer {
             }
         }
         event.record(&mut fields);
-        let record = Record::new(*event.metadata().level(), fields);
+        let metadata = event.metadata();
+        let record = Record::new(*metadata.level(), metadata.target(), fields);
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         sinks.write(&record);
     }
@@ -155,153 +169,6 @@ impl Sinks {
     }
 }
 
-/// Event and span fields in recording order, `message` separated out.
-#[derive(Default)]
-struct Fields {
-    message: String,
-    fatal: bool,
-    pairs: Vec<(&'static str, String)>,
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.to_string());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        if field.name() == "fatal" {
-            self.fatal = value;
-        } else {
-            self.put(field, value.to_string());
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}"));
-    }
-}
-
-impl Fields {
-    fn put(&mut self, field: &Field, value: String) {
-        match field.name() {
-            "message" => self.message = value,
-            name => self.pairs.push((name, value)),
-        }
-    }
-}
-
-/// One log line before formatting.
-struct Record {
-    time: Timestamp,
-    tag: &'static str,
-    fields: Fields,
-}
-
-impl Record {
-    fn new(level: Level, fields: Fields) -> Self {
-        let tag = match level {
-            _ if fields.fatal => "FATAL",
-            Level::ERROR => "ERROR",
-            Level::WARN => "WARNING",
-            Level::INFO => "LOG",
-            Level::DEBUG => "DEBUG",
-            Level::TRACE => "NOISE",
-        };
-        Record {
-            time: Timestamp::now(),
-            tag,
-            fields,
-        }
-    }
-
-    /// pgqd's body: `[db]: message key=value ...`, a tab after each newline.
-    fn text_body(&self) -> String {
-        let mut body = String::new();
-        if let Some((_, db)) = self.fields.pairs.iter().find(|(k, _)| *k == "db") {
-            let _ = write!(body, "{db}: ");
-        }
-        body.push_str(&self.fields.message);
-        for (key, value) in self.fields.pairs.iter().filter(|(k, _)| *k != "db") {
-            let _ = write!(body, " {key}={}", quote_if_needed(value));
-        }
-        body.replace('\n', "\n\t")
-    }
-
-    fn text_line(&self) -> String {
-        format!(
-            "{} [{}] {} {}\n",
-            self.time.text,
-            std::process::id(),
-            self.tag,
-            self.text_body()
-        )
-    }
-
-    fn json_line(&self) -> String {
-        let mut object = serde_json::Map::new();
-        object.insert("timestamp".into(), self.time.iso.clone().into());
-        object.insert("pid".into(), std::process::id().into());
-        object.insert("level".into(), self.tag.into());
-        object.insert("message".into(), self.fields.message.clone().into());
-        for (key, value) in &self.fields.pairs {
-            object.insert((*key).into(), value.clone().into());
-        }
-        let mut line = serde_json::Value::Object(object).to_string();
-        line.push('\n');
-        line
-    }
-}
-
-fn quote_if_needed(value: &str) -> String {
-    if value.is_empty() || value.contains([' ', '"', '=']) {
-        format!("{value:?}")
-    } else {
-        value.to_string()
-    }
-}
-
-/// Local time as pgqd prints it (`2026-11-22 21:06:46.969 UTC`) and as RFC 3339.
-struct Timestamp {
-    text: String,
-    iso: String,
-}
-
-impl Timestamp {
-    fn now() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let millis = now.subsec_millis();
-        let secs = now.as_secs() as libc::time_t;
-        let date = strftime(secs, c"%Y-%m-%d");
-        let time = strftime(secs, c"%H:%M:%S");
-        let zone = strftime(secs, c"%Z");
-        let offset = strftime(secs, c"%z");
-        let offset = if offset.len() == 5 {
-            format!("{}:{}", &offset[..3], &offset[3..])
-        } else {
-            offset
-        };
-        Timestamp {
-            text: format!("{date} {time}.{millis:03} {zone}"),
-            iso: format!("{date}T{time}.{millis:03}{offset}"),
-        }
-    }
-}
-
-/// C's localtime_r + strftime, which honour TZ exactly as pgqd's own log lines do.
-fn strftime(secs: libc::time_t, format: &std::ffi::CStr) -> String {
-    let mut buf = [0u8; 64];
-    // SAFETY: `tm` is fully written by localtime_r before use; strftime writes at most
-    // `buf.len()` bytes including the terminating NUL and returns the length written.
-    let len = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return String::new();
-        }
-        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm)
-    };
-    String::from_utf8_lossy(&buf[..len]).into_owned()
-}
-
 /// The one place a database name is formatted for logs: `[name]`, control
 /// characters replaced by `?`, as pgqd does.
 pub fn db_label(name: &str) -> String {
@@ -316,67 +183,108 @@ pub fn db_label(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn record(level: Level, message: &str, pairs: &[(&'static str, &str)]) -> Record {
-        let fields = Fields {
-            message: message.into(),
-            fatal: false,
-            pairs: pairs.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+    /// What the layer writes for the events `emit` sends, in `format`: a subscriber
+    /// whose only sink is a temporary log file.
+    fn logged(format: LogFormat, emit: impl FnOnce()) -> String {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let sinks = Arc::new(Mutex::new(Sinks {
+            console: false,
+            format,
+            file: Some((file.path().to_path_buf(), file.reopen().unwrap())),
+            syslog: None,
+        }));
+        let subscriber = tracing_subscriber::registry().with(PgqdLayer { sinks });
+        tracing::subscriber::with_default(subscriber, emit);
+        std::fs::read_to_string(file.path()).unwrap()
+    }
+
+    /// The stats line as the supervisor emits it.
+    fn stats_event() {
+        let (ticks, maint, retry) = (20u64, 4u64, 0u64);
+        tracing::info!(
+            target: STATS_TARGET,
+            ticks,
+            maint,
+            retry,
+            "{{ticks: {ticks}, maint: {maint}, retry: {retry}}}"
+        );
+    }
+
+    fn json(line: &str) -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// In text the stats line is exactly pgqd's, with no key=value suffix.
+    #[test]
+    fn stats_line_text_is_pgqd_s() {
+        let line = logged(LogFormat::Text, stats_event);
+        assert!(
+            line.ends_with(" LOG {ticks: 20, maint: 4, retry: 0}\n"),
+            "{line:?}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    /// In JSON the stats line carries its counters as numbers, and the message.
+    #[test]
+    fn stats_line_json_has_numbers() {
+        let value = json(&logged(LogFormat::Json, stats_event));
+        assert_eq!(value["message"], "{ticks: 20, maint: 4, retry: 0}");
+        assert_eq!(
+            (&value["ticks"], &value["maint"], &value["retry"]),
+            (&20.into(), &4.into(), &0.into())
+        );
+        assert!(value["ticks"].is_u64(), "{value}");
+    }
+
+    /// The database of a span is `[name]: ` in text and the bare name in JSON.
+    #[test]
+    fn db_span_in_text_and_json() {
+        let emit = || {
+            let _span = tracing::info_span!("db", db = db_label("db2")).entered();
+            tracing::info!("pgq version ok: 3.5");
         };
-        Record::new(level, fields)
-    }
-
-    /// Text lines have pgqd's shape: date, time.millis, zone, [pid], tag, message.
-    #[test]
-    fn text_line_shape() {
-        let line = record(Level::INFO, "Starting pgqd 0.1", &[]).text_line();
-        let parts: Vec<&str> = line.splitn(5, ' ').collect();
-        assert_eq!(parts[0].len(), 10, "{line}");
-        assert_eq!(parts[1].len(), 12, "{line}");
-        assert_eq!(parts[3], format!("[{}]", std::process::id()));
-        assert_eq!(parts[4], "LOG Starting pgqd 0.1\n");
-    }
-
-    /// Levels map to pgqd's tags.
-    #[test]
-    fn level_tags() {
-        let tag = |level| record(level, "m", &[]).tag;
+        assert!(logged(LogFormat::Text, emit).ends_with(" LOG [db2]: pgq version ok: 3.5\n"));
+        let value = json(&logged(LogFormat::Json, emit));
         assert_eq!(
-            [
-                tag(Level::ERROR),
-                tag(Level::WARN),
-                tag(Level::INFO),
-                tag(Level::DEBUG),
-                tag(Level::TRACE)
-            ],
-            ["ERROR", "WARNING", "LOG", "DEBUG", "NOISE"]
+            (&value["db"], &value["message"]),
+            (&"db2".into(), &"pgq version ok: 3.5".into())
         );
     }
 
-    /// The database comes first as pgqd's prefix, other fields follow as key=value, and
-    /// continuation lines get a tab.
+    /// A missing SQLSTATE ("-") is no field at all; a real one is kept.
     #[test]
-    fn text_body_fields() {
-        let r = record(
-            Level::ERROR,
-            "query failed:\nDETAIL x",
-            &[("db", "[a b]"), ("job", "ticker"), ("sqlstate", "55000")],
+    fn missing_sqlstate_is_omitted() {
+        let emit = || {
+            tracing::error!(job = "ticker", sqlstate = "-", "connection lost");
+            tracing::error!(job = "ticker", sqlstate = "55000", "failed");
+        };
+        let text = logged(LogFormat::Text, emit);
+        assert!(
+            text.contains("ERROR connection lost job=ticker\n"),
+            "{text}"
         );
-        assert_eq!(
-            r.text_body(),
-            "[a b]: query failed:\n\tDETAIL x job=ticker sqlstate=55000"
+        assert!(
+            text.contains("ERROR failed job=ticker sqlstate=55000\n"),
+            "{text}"
         );
+        let lines: Vec<_> = logged(LogFormat::Json, emit).lines().map(json).collect();
+        assert!(lines[0].get("sqlstate").is_none(), "{}", lines[0]);
+        assert_eq!(lines[1]["sqlstate"], "55000");
     }
 
-    /// JSON lines carry the fields as keys.
+    /// A database name with a newline stays on its line in text: the label replaces it.
     #[test]
-    fn json_line_fields() {
-        let r = record(Level::WARN, "slow", &[("db", "[x]"), ("duration", "1.5")]);
-        let value: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
-        assert_eq!(value["level"], "WARNING");
-        assert_eq!(value["message"], "slow");
-        assert_eq!(value["db"], "[x]");
-        assert_eq!(value["duration"], "1.5");
-        assert!(value["timestamp"].as_str().unwrap().contains('T'));
+    fn newline_in_db_name_stays_on_one_line() {
+        let emit = || {
+            let _span = tracing::info_span!("db", db = db_label("a\nb")).entered();
+            tracing::warn!(queue = "q\nx", "odd\rname");
+        };
+        let text = logged(LogFormat::Text, emit);
+        assert!(
+            text.ends_with(" WARNING [a?b]: odd\\rname queue=\"q\\nx\"\n"),
+            "{text:?}"
+        );
     }
 
     /// Database names are bracketed with control characters replaced.

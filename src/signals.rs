@@ -71,12 +71,11 @@ impl SignalHandler {
                 return;
             }
         };
-        for warning in &loaded.warnings {
-            tracing::warn!("{} ({})", warning.message, warning.origin);
-        }
+        // The new sinks first, so the warnings reach a newly configured log file too.
         if let Err(e) = self.log.apply(&loaded.config) {
             error!("{e}; keeping the previous log destinations");
         }
+        crate::logging::config_warnings(&loaded.warnings);
         let _ = self
             .control
             .send(Control::Reload(Box::new(loaded.config)))

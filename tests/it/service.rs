@@ -9,6 +9,9 @@ use nix::sys::signal::Signal;
 
 use crate::harness::{Cluster, Daemon, pgqd, wait_until};
 
+mod config_warnings;
+mod pidfile_lock;
+
 fn write_ini(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("pgqd.ini");
     fs::write(&path, format!("[pgqd]\nsyslog = 0\n{body}\n")).unwrap();
@@ -253,7 +256,7 @@ fn is_pgqd_line(line: &str) -> bool {
 }
 
 /// `log_format = json`: every line is a JSON object with timestamp, level, message,
-/// and the database as a field.
+/// and the database as a field (its bare name, without pgqd's brackets).
 #[test]
 fn json_log_lines() {
     let cluster = Cluster::shared();
@@ -280,7 +283,7 @@ fn json_log_lines() {
                 && value["message"].is_string(),
             "{line}"
         );
-        saw_db |= value["db"] == format!("[{db}]")
+        saw_db |= value["db"] == db.as_str()
             && value["message"]
                 .as_str()
                 .unwrap()
