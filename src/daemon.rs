@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use crate::cli::{ControlSignal, RunOptions};
 use crate::config::{self, Config};
+use crate::http::HttpServer;
 use crate::logging::{self, ConsoleOptions, LogHandle};
 use crate::notify;
 use crate::pidfile::{self, Holder, Pidfile};
@@ -223,6 +224,23 @@ async fn serve(
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     let (control_tx, control_rx) = mpsc::channel(4);
+    let stats = Arc::new(Stats::default());
+    let http_listen = config.http_listen.clone();
+    let supervisor = Supervisor::new(config, stats.clone(), shutdown.clone(), control_rx);
+    // Bound before the parent of `-d` is told that start-up worked: a port in use is a
+    // start-up error.
+    let http = match http_listen.as_str() {
+        "" => None,
+        address => {
+            match HttpServer::bind(address, stats, supervisor.settings(), shutdown.clone()).await {
+                Ok(server) => Some(server),
+                Err(reason) => {
+                    report_ready(ready_pipe, Err(&reason));
+                    return fatal(&reason);
+                }
+            }
+        }
+    };
     let handler = SignalHandler {
         config_path,
         log,
@@ -245,10 +263,10 @@ async fn serve(
     // Only now may the parent of `-d` exit: a `-r` or `-s` sent as soon as it has must
     // find the handlers in place (the default action of SIGHUP and SIGINT kills).
     report_ready(ready_pipe, Ok(()));
-    let stats = Arc::new(Stats::default());
     tokio::spawn(notify::watchdog(shutdown.clone()));
-    Supervisor::new(config, stats, shutdown, control_rx)
-        .run()
-        .await;
+    if let Some(http) = http {
+        tokio::spawn(http.run());
+    }
+    supervisor.run().await;
     ExitCode::SUCCESS
 }

@@ -27,6 +27,8 @@ pub mod conninfo;
 pub mod daemon;
 pub mod db;
 pub mod discovery;
+pub mod health;
+pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -12,7 +11,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::stats::{ConsumerStats, DbState, DbStatus, QueueStats, Stats};
+use crate::stats::{ConsumerStats, DbState, DbStatus, QueueStats, Stats, unix};
 
 /// The registry served at `/metrics`.
 pub fn registry(stats: Arc<Stats>) -> Registry {
@@ -351,11 +350,6 @@ fn counter(
     > = None;
     m.encode_family(&labels)?
         .encode_counter(&value, no_exemplar)
-}
-
-fn unix(at: SystemTime) -> f64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A label value escaped as the text format requires (`\`, `"`, newline): database,

@@ -17,13 +17,23 @@ pub fn reloading() {
     }
 }
 
+/// A one-line summary of the daemon's state (`systemctl status` shows it).
+pub fn status(line: &str) {
+    send(&[NotifyState::Status(line)]);
+}
+
 /// Shutdown has started.
 pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
+/// Whether systemd listens (the daemon was started with `NOTIFY_SOCKET`).
+pub fn enabled() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 fn send(states: &[NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+    if enabled() {
         let _ = sd_notify::notify(states);
     }
 }

@@ -67,6 +67,12 @@ impl SignalHandler {
             Ok(loaded) => loaded,
             Err(e) => {
                 error!("{e}; keeping the running config");
+                // systemd has no "reload failed" message: READY=1 ends the reload, and
+                // STATUS= says it failed until a reload works (systemctl status shows it).
+                let _ = self
+                    .control
+                    .send(Control::ReloadFailed(e.to_string()))
+                    .await;
                 notify::ready();
                 return;
             }

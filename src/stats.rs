@@ -99,6 +99,8 @@ pub struct DbStatus {
     pub state: DbState,
     /// When the state was entered.
     pub state_since: Option<Instant>,
+    /// When the database was first seen.
+    pub first_seen: Option<Instant>,
     pub last_tick: Option<Instant>,
     pub last_tick_wall: Option<SystemTime>,
     /// The last time the ticking loop went round (liveness of the task).
@@ -371,7 +373,10 @@ impl Stats {
             change(status);
             return;
         }
-        let mut status = DbStatus::default();
+        let mut status = DbStatus {
+            first_seen: Some(Instant::now()),
+            ..DbStatus::default()
+        };
         change(&mut status);
         map.insert(db.to_string(), status);
     }
@@ -379,6 +384,12 @@ impl Stats {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, DbStatus>> {
         self.databases.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Seconds since the Unix epoch, as metrics and `/status` show times.
+pub fn unix(at: SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use crate::stats::{Snapshot, Stats};
 
 /// At most this many connection attempts run at once, across all databases.
 const PARALLEL_CONNECTS: usize = 32;
+/// How often the supervisor's loop shows it is alive (`/livez`, `STATUS=`).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the database tasks before naming the late ones.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -29,6 +31,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(5);
 pub enum Control {
     /// SIGHUP: a new, already validated config.
     Reload(Box<Config>),
+    /// SIGHUP with a config that does not load: the old one keeps running.
+    ReloadFailed(String),
 }
 
 /// A running database task.
@@ -54,6 +58,8 @@ pub struct Supervisor {
     retry_listing: Option<tokio::time::Instant>,
     /// The totals at the last stats line, so each line shows the figures since then.
     last_stats: Snapshot,
+    /// Why the last reload failed, shown in `STATUS=` until a reload works.
+    reload_failed: Option<String>,
 }
 
 impl Supervisor {
@@ -77,7 +83,13 @@ impl Supervisor {
             discovery_backoff: Backoff::new(),
             retry_listing: None,
             last_stats: Snapshot::default(),
+            reload_failed: None,
         }
+    }
+
+    /// The live settings, as every task sees them.
+    pub fn settings(&self) -> watch::Receiver<Arc<Config>> {
+        self.settings.subscribe()
     }
 
     pub async fn run(mut self) {
@@ -88,12 +100,14 @@ impl Supervisor {
         notify::ready();
         let mut check = Every::new(self.config.check_period);
         let mut stats_line = Every::new(self.config.stats_period);
+        let mut beat = Every::new(HEARTBEAT);
         check.tick().await;
         stats_line.tick().await;
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
+                _ = beat.tick() => self.beat(),
                 _ = check.tick() => self.refresh().await,
                 _ = until(self.retry_listing) => self.refresh().await,
                 _ = stats_line.tick() => self.stats_line(),
@@ -109,10 +123,30 @@ impl Supervisor {
         self.stop_all().await;
     }
 
+    /// Liveness for `/livez`, and the one-line summary for systemd's `STATUS=`.
+    fn beat(&mut self) {
+        self.stats.beat();
+        if notify::enabled() {
+            let max_age = crate::health::default_max_tick_age(&self.config);
+            let mut line = crate::health::summary(&self.stats, max_age);
+            if let Some(reason) = &self.reload_failed {
+                line = format!("reload failed, running the previous config: {reason}; {line}");
+            }
+            notify::status(&line);
+        }
+    }
+
     /// pgqd's stats line: the figures since the previous line.
     fn stats_line(&mut self) {
         let totals = self.stats.totals();
-        info!("{}", totals.since(&self.last_stats));
+        let line = totals.since(&self.last_stats);
+        info!(
+            target: crate::logging::STATS_TARGET,
+            ticks = line.ticks,
+            maint = line.maint,
+            retry = line.retry,
+            "{line}"
+        );
         self.last_stats = totals;
     }
 
@@ -129,6 +163,7 @@ impl Supervisor {
             match crate::discovery::databases(&self.config, &self.defaults(), &self.shutdown).await
             {
                 Ok(names) => {
+                    self.stats.set_discovered();
                     self.discovery_outage.end("discovery");
                     self.discovery_backoff.reset();
                     self.retry_listing = None;
@@ -233,7 +268,15 @@ impl Supervisor {
     /// channel; a changed connection string restarts the tasks; the database set is
     /// re-evaluated at once.
     async fn apply(&mut self, control: Control) {
-        let Control::Reload(config) = control;
+        let config = match control {
+            Control::Reload(config) => config,
+            Control::ReloadFailed(reason) => {
+                self.reload_failed = Some(reason);
+                self.beat();
+                return;
+            }
+        };
+        self.reload_failed = None;
         let reconnect = config.base_connstr != self.config.base_connstr
             || config.connect_timeout != self.config.connect_timeout;
         self.config = Arc::new(*config);

@@ -1,0 +1,277 @@
+//! The HTTP listener, off unless `http_listen` is set: `/metrics` for Prometheus,
+//! `/livez`, `/readyz` and `/healthz` for orchestrators (GET with a JSON body, 200 or
+//! 503; HEAD without a body), and `/status` with each database's state. Connections
+//! are bounded in number and time; no request can make it panic.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::health;
+use crate::stats::{DbStatus, Stats, unix};
+
+/// At most this many connections are served at once; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection is kept longer than this.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// What the handlers read.
+struct Shared {
+    stats: Arc<Stats>,
+    registry: Registry,
+    settings: watch::Receiver<Arc<Config>>,
+}
+
+/// The listener task.
+pub struct HttpServer {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl HttpServer {
+    /// Binds `address` (`host:port`); the error names it.
+    pub async fn bind(
+        address: &str,
+        stats: Arc<Stats>,
+        settings: watch::Receiver<Arc<Config>>,
+        shutdown: CancellationToken,
+    ) -> Result<HttpServer, String> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("http_listen {address:?}: cannot listen: {e}"))?;
+        if let Ok(local) = listener.local_addr() {
+            info!("HTTP listener on {local}: /metrics /livez /readyz /healthz /status");
+        }
+        let registry = crate::metrics::registry(stats.clone());
+        Ok(HttpServer {
+            listener,
+            shared: Arc::new(Shared {
+                stats,
+                registry,
+                settings,
+            }),
+            shutdown,
+        })
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn run(self) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit,
+                _ = self.shutdown.cancelled() => return,
+            };
+            let Ok(permit) = permit else { return };
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        warn!("HTTP accept failed: {e}");
+                        continue;
+                    }
+                },
+                _ = self.shutdown.cancelled() => return,
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(respond(&shared, &request)) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                    Ok(Err(e)) => debug!("HTTP connection from {peer}: {e}"),
+                    Err(_) => {
+                        debug!("HTTP connection from {peer} closed after {CONNECTION_TIMEOUT:?}")
+                    }
+                    Ok(Ok(())) => {}
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Routes one request. Only the path and the query are read; the body is ignored.
+fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let head = request.method() == Method::HEAD;
+    if !head && request.method() != Method::GET {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            JSON,
+            error_body("use GET or HEAD"),
+            false,
+        );
+    }
+    let config = shared.settings.borrow().clone();
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            OPENMETRICS,
+            crate::metrics::render(&shared.registry),
+        ),
+        "/livez" => check(health::live(&shared.stats, &config)),
+        "/readyz" => check(health::ready(&shared.stats)),
+        "/healthz" => healthz(shared, &config, request.uri().query()),
+        "/status" => (StatusCode::OK, JSON, status(&shared.stats).to_string()),
+        _ => (StatusCode::NOT_FOUND, JSON, error_body("no such path")),
+    };
+    reply(status, content_type, body, head)
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    head: bool,
+) -> Response<Full<Bytes>> {
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn error_body(message: &str) -> String {
+    json!({ "status": "error", "error": message }).to_string()
+}
+
+fn check(result: Result<(), String>) -> (StatusCode, &'static str, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, JSON, json!({ "status": "ok" }).to_string()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            JSON,
+            json!({ "status": "fail", "reason": why }).to_string(),
+        ),
+    }
+}
+
+/// `/healthz[?max_tick_age=10s]`: 200 when every database this instance should tick
+/// ticked within the age, else 503 naming the stale ones and why.
+fn healthz(
+    shared: &Shared,
+    config: &Config,
+    query: Option<&str>,
+) -> (StatusCode, &'static str, String) {
+    let requested = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("max_tick_age="));
+    let max_age = match requested.map(parse_age) {
+        None => health::default_max_tick_age(config),
+        Some(Some(age)) => age,
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                JSON,
+                error_body("max_tick_age must be seconds, like 10s, 1.5 or 500ms"),
+            );
+        }
+    };
+    let stale = health::stale(&shared.stats, max_age);
+    let body = json!({
+        "status": if stale.is_empty() { "ok" } else { "stale" },
+        "max_tick_age_seconds": max_age.as_secs_f64(),
+        "stale": stale,
+    });
+    let code = if stale.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, JSON, body.to_string())
+}
+
+/// `10`, `10s`, `1.5s` or `500ms`.
+fn parse_age(text: &str) -> Option<Duration> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let seconds = number.parse::<f64>().ok()? * scale;
+    (seconds.is_finite() && seconds > 0.0 && seconds < 1e9)
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// `/status`: each database's state, last tick, last error, queues and consumers.
+fn status(stats: &Stats) -> Value {
+    let databases: serde_json::Map<String, Value> = stats.with_databases(|dbs| {
+        dbs.iter()
+            .map(|(name, s)| (name.clone(), database(s)))
+            .collect()
+    });
+    json!({ "version": crate::VERSION, "ready": stats.discovered(), "databases": databases })
+}
+
+fn database(s: &DbStatus) -> Value {
+    json!({
+        "state": s.state.as_str(),
+        "last_tick": s.last_tick_wall.map(unix),
+        "seconds_since_tick": s.last_tick.map(|t| t.elapsed().as_secs_f64()),
+        "leader": s.leader,
+        "connections": s.connections,
+        "ticker_calls": s.ticker_calls,
+        "errors": s.errors.values().sum::<u64>(),
+        "last_error": s.last_error.as_ref().map(|e| json!({
+            "job": e.job, "sqlstate": e.sqlstate, "message": e.message, "at": unix(e.at),
+        })),
+        "queues": s.queues.iter().map(|q| json!({
+            "name": q.name, "ticker_lag_seconds": q.ticker_lag,
+            "idle_period_seconds": q.idle_period, "new_events": q.new_events,
+            "events_total": q.events_total, "last_rotation": q.last_rotation, "paused": q.paused,
+        })).collect::<Vec<_>>(),
+        "consumers": s.consumers.iter().map(|c| json!({
+            "queue": c.queue, "name": c.name, "lag_seconds": c.lag,
+            "last_seen_seconds": c.last_seen, "pending_events": c.pending_events,
+        })).collect::<Vec<_>>(),
+        "queue_stats_at": s.queue_stats_at.map(unix),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// max_tick_age takes seconds with or without a unit, and milliseconds.
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_age("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_age("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_age("500ms"), Some(Duration::from_millis(500)));
+        for bad in ["", "s", "-1", "0", "abc", "1e99", "NaN", "infs"] {
+            assert_eq!(parse_age(bad), None, "{bad}");
+        }
+    }
+}
