@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use super::*;
 
+fn typed(entries: &[Entry]) -> Result<Config, ConfigError> {
+    keys::typed(entries).map(|(config, _)| config)
+}
+
 fn ini(text: &str) -> Result<Config, ConfigError> {
     typed(&ini::parse(text, Path::new("t.ini"))?)
 }
@@ -14,7 +18,7 @@ fn ini_error(text: &str) -> String {
 }
 
 fn toml_text(text: &str) -> Result<Config, ConfigError> {
-    toml::typed(&toml::entries(text, Path::new("t.toml"))?)
+    typed(&toml::entries(text, Path::new("t.toml"))?)
 }
 
 fn toml_error(text: &str) -> String {
@@ -169,7 +173,8 @@ fn integer_values() {
     assert_eq!(toml_text("[pgqd]\nsyslog = false\n").unwrap().syslog, 0);
 }
 
-/// `database_list` splits on commas only; blanks around items are trimmed.
+/// `database_list` splits on commas only; blanks around items are trimmed; an empty
+/// item between commas is refused (it was silently dropped before).
 #[test]
 fn database_list_split() {
     let list = |v: &str| {
@@ -180,7 +185,7 @@ fn database_list_split() {
     assert_eq!(list("a"), ["a"]);
     assert_eq!(list("a b, c\t,d"), ["a b", "c", "d"]);
     assert_eq!(list(""), Vec::<String>::new());
-    assert_eq!(list("a,,b,"), ["a", "b"]);
+    assert!(ini_error("[pgqd]\ndatabase_list = a,,b,\n").contains("cannot be empty"));
     assert_eq!(
         toml_text("[pgqd]\ndatabase_list = \"x, y\"\n")
             .unwrap()
@@ -283,7 +288,13 @@ fn inline_comment_warning() {
     assert_eq!(config.database_list, ["DbExample  # comment"]);
     let warnings = inline_comment_warnings(&entries);
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].origin.line, 2);
+    assert_eq!(
+        warnings[0].origin,
+        Origin::File {
+            file: "t.ini".into(),
+            line: 2
+        }
+    );
     assert!(
         warnings[0].message.contains("did you mean \"DbExample\"?"),
         "{}",
