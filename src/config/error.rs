@@ -31,17 +31,17 @@ pub enum ConfigError {
         hint_for(key)
     )]
     UnknownKey { key: String, origin: Origin },
-    /// `value` is already quoted as its rule allows (a password masked).
+    /// `value` as its rule allows it to be quoted; `None` for base_connstr.
     #[error(
-        "{}invalid value \"{}\" for parameter {key}{}: {}",
+        "{}invalid value {}for parameter {key}{}: {}",
         lead(origin),
-        escape(value),
+        quoted(value),
         trail(origin),
         escape(reason)
     )]
     Value {
         key: String,
-        value: String,
+        value: Option<String>,
         origin: Origin,
         reason: String,
     },
@@ -50,6 +50,12 @@ pub enum ConfigError {
     /// A `PGQD_*` variable that cannot be used; never shows its value.
     #[error("{var}: {}", escape(reason))]
     Env { var: String, reason: String },
+}
+
+fn quoted(value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map_or(String::new(), |value| format!("\"{}\" ", escape(value)))
 }
 
 /// Where a value's message starts: with the variable's name for the environment.

@@ -17,7 +17,7 @@ pub struct Key {
     pub default: &'static str,
     set: fn(&mut Config, &Raw) -> Result<(), String>,
     show: fn(&Config) -> String,
-    quote: fn(&Raw) -> String,
+    quote: fn(&Raw) -> Option<String>,
 }
 
 /// Declares [`Config`] and [`KEYS`] from one list of `field: Type = Rule, "default";`.
@@ -141,7 +141,7 @@ fn check_connstr(config: &Config, origin: &Origin) -> Result<(), ConfigError> {
     }
     crate::conninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
         key: "base_connstr".into(),
-        value: super::escape(&config.base_connstr.to_string()),
+        value: None,
         origin: origin.clone(),
         reason: super::escape(&e.to_string()),
     })

@@ -126,16 +126,17 @@ fn inline_comment_warnings(entries: &[Entry]) -> Vec<Warning> {
             };
             let at = [" #", "\t#", " ;", "\t;"].iter().filter_map(|m| value.find(m)).min()?;
             let intended = value[..at].trim_end();
-            let shown = |text: &str| match entry.key.as_str() {
-                "base_connstr" => escape(&crate::conninfo::redact(text)),
-                _ => escape(text),
+            // base_connstr is not quoted: it may hold a password.
+            let message = match entry.key.as_str() {
+                "base_connstr" => "value of base_connstr contains an inline comment, which pgqd.ini does not support: the whole text is used".to_string(),
+                key => format!(
+                    "value of {} contains an inline comment, which pgqd.ini does not support: the whole text \"{}\" is used; did you mean \"{}\"?",
+                    escape(key), escape(value), escape(intended)
+                ),
             };
             (!intended.is_empty()).then(|| Warning {
                 origin: entry.origin.clone(),
-                message: format!(
-                    "value of {} contains an inline comment, which pgqd.ini does not support: the whole text \"{}\" is used; did you mean \"{}\"?",
-                    escape(&entry.key), shown(value), shown(intended)
-                ),
+                message,
             })
         })
         .collect()

@@ -16,7 +16,7 @@ pub fn check_paths(config: &Config, origins: &Origins) -> Result<(), ConfigError
         let Some(path) = path else { continue };
         check(path, key == "logfile").map_err(|reason| ConfigError::Value {
             key: key.into(),
-            value: path.display().to_string(),
+            value: Some(path.display().to_string()),
             origin: origins.of(key).clone(),
             reason,
         })?;

@@ -46,9 +46,9 @@ pub trait Rule {
     fn parse(raw: &Raw) -> Result<Self::Value, String>;
     /// The value as `--check` prints it.
     fn show(value: &Self::Value) -> String;
-    /// The raw value as an error message may quote it.
-    fn quote(raw: &Raw) -> String {
-        super::escape(&raw.to_string())
+    /// The raw value as an error message may quote it; `None`: not shown.
+    fn quote(raw: &Raw) -> Option<String> {
+        Some(super::escape(&raw.to_string()))
     }
 }
 
@@ -254,8 +254,10 @@ impl Rule for Format {
     }
 }
 
-/// `base_connstr`: kept as text here (checked as a whole once typed); its password
-/// is masked wherever it is shown or quoted.
+/// `base_connstr`: kept as text here (checked as a whole once typed). `--check` shows
+/// it with the password masked; error messages never quote it, because text that
+/// does not parse cannot be masked reliably (`'password=x` is an unknown key, and its
+/// value is still the user's password).
 pub struct Connstr;
 
 impl Rule for Connstr {
@@ -266,11 +268,7 @@ impl Rule for Connstr {
     fn show(value: &ConnStr) -> String {
         value.to_string()
     }
-    fn quote(raw: &Raw) -> String {
-        match raw {
-            Raw::Text(text) => super::escape(&crate::conninfo::redact(text)),
-            // A TOML table or array could hold a password under any name.
-            _ => "(not shown)".into(),
-        }
+    fn quote(_: &Raw) -> Option<String> {
+        None
     }
 }

@@ -106,6 +106,22 @@ log_format = "json"
     assert_eq!(from_ini.logfile.as_deref(), Some(Path::new("/tmp/l.log")));
 }
 
+/// Every default in the table types by its key's own rule (none falls back to the
+/// type's zero), and together they are `Config::default()`.
+#[test]
+fn defaults_are_valid() {
+    let entries: Vec<Entry> = keys::KEYS
+        .iter()
+        .map(|key| Entry {
+            key: key.name.into(),
+            value: Raw::Text(key.default.into()),
+            origin: Origin::Default,
+        })
+        .collect();
+    assert_eq!(typed(&entries).unwrap(), Config::default());
+    assert_ne!(Config::default().ticker_period, Duration::ZERO);
+}
+
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
@@ -346,3 +362,36 @@ fn effective_masks_password() {
     assert!(!out.contains("hunter2"));
     assert!(out.contains("ticker_period = 1"));
 }
+
+mod from_env;
+/// An error about base_connstr never quotes it: text that does not parse cannot be
+/// masked reliably (`'password=` is an unknown key whose value is still a password);
+/// nor does the inline-comment warning.
+#[test]
+fn connstr_never_quoted() {
+    for text in [
+        "'password=S3cretZz",
+        "host=/x PASSWORD=S3cretZz",
+        "password=S3cretZz nosuchkey=1",
+    ] {
+        let message = ini_error(&format!("[pgqd]\nbase_connstr = {text}\n"));
+        assert!(
+            message.starts_with(
+                "invalid value for parameter base_connstr in configuration (t.ini:2): "
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("S3cretZz"), "{message}");
+    }
+    let entries = ini::parse(
+        "[pgqd]\nbase_connstr = host=/x password=S3cretZz # c\n",
+        Path::new("t.ini"),
+    )
+    .unwrap();
+    let warnings = inline_comment_warnings(&entries);
+    assert_eq!(warnings.len(), 1);
+    assert!(!warnings[0].message.contains("S3cretZz"), "{warnings:?}");
+}
+
+mod fuzz;
+mod limits;
