@@ -14,8 +14,15 @@ pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     check(&std::fs::metadata(path).map_err(|e| super::io_reason(&e))?)?;
     let file = File::open(path).map_err(|e| super::io_reason(&e))?;
     check(&file.metadata().map_err(|e| super::io_reason(&e))?)?;
+    read_bounded(file)
+}
+
+/// At most [`MAX_BYTES`] from `reader`, whatever the size it announced: files in
+/// /proc say 0 (`/proc/kallsyms` holds megabytes), and a file may grow.
+fn read_bounded(reader: impl Read) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1)
+    reader
+        .take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| super::io_reason(&e))?;
     if bytes.len() as u64 > MAX_BYTES {
@@ -36,4 +43,18 @@ fn check(metadata: &std::fs::Metadata) -> Result<(), String> {
 
 fn too_large() -> String {
     format!("larger than {MAX_BYTES} bytes (1 MiB)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endless reader stops one byte past the limit; the limit itself is allowed.
+    #[test]
+    fn bounded_while_reading() {
+        let endless = read_bounded(std::io::repeat(b'#')).unwrap_err();
+        assert_eq!(endless, "larger than 1048576 bytes (1 MiB)");
+        let exact = read_bounded(std::io::repeat(b'#').take(MAX_BYTES)).unwrap();
+        assert_eq!(exact.len() as u64, MAX_BYTES);
+    }
 }
