@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{self, Command, UsageError};
-use crate::config::{self, Loaded};
+use crate::config::{self, Loaded, Origin};
 
 /// The sample configuration printed by `--ini`; the same file ships as config/pgqd.ini.
 pub const SAMPLE_INI: &str = include_str!("../config/pgqd.ini");
@@ -41,10 +41,15 @@ fn dispatch(command: Command) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `--check`: load and validate (base_connstr included, without connecting), print
-/// warnings and the effective settings.
+/// `--check`: load and validate (base_connstr included, without connecting; the log
+/// and pid paths as start-up will use them), print warnings and the effective
+/// settings, each with where it came from.
 fn check(path: &Path) -> ExitCode {
-    let Loaded { config, warnings } = match config::load(path) {
+    let Loaded {
+        config,
+        warnings,
+        origins,
+    } = match config::load(path) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("ERROR {error}");
@@ -54,13 +59,16 @@ fn check(path: &Path) -> ExitCode {
     for warning in warnings {
         eprintln!("WARNING {} ({})", warning.message, warning.origin);
     }
-    if let Some(warning) = crate::conninfo::exposed_password(path, &config.base_connstr) {
+    // The file that holds the password, if a file does (not a PGQD_* variable).
+    if let Origin::File { file, .. } = origins.of("base_connstr")
+        && let Some(warning) = crate::conninfo::exposed_password(file, &config.base_connstr)
+    {
         eprintln!("WARNING {warning}");
     }
-    if let Err(error) = crate::conninfo::validate(&config.base_connstr) {
-        eprintln!("ERROR base_connstr: {error}");
+    if let Err(error) = config::check_paths(&config, &origins) {
+        eprintln!("ERROR {error}");
         return ExitCode::FAILURE;
     }
-    print!("{}", config.effective());
+    print!("{}", config.explained(&origins));
     ExitCode::SUCCESS
 }

@@ -4,11 +4,13 @@
 //! keys are `[A-Za-z0-9_.*-]+` or any text in single quotes; values run to the end of
 //! the line, trailing blanks dropped, no unquoting and no escapes; `%include FILE`
 //! (relative to the working directory, as pgqd does) nests at most 10 deep; section
-//! and key names are case-sensitive. rust-ini was not used: its defaults (escapes,
+//! and key names are case-sensitive. Unlike pgqd 3.5, each file must be a regular file
+//! of at most 1 MiB (`source.rs`), so `%include /dev/zero` fails at once. rust-ini was not used: its defaults (escapes,
 //! inline comments, no `%include`) differ on every one of these points.
 
 use std::path::{Path, PathBuf};
 
+use super::value::Raw;
 use super::{ConfigError, Entry, Origin};
 
 /// The only section pgqd knows.
@@ -26,8 +28,8 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, ConfigError> {
     Ok(reader.entries)
 }
 
-#[cfg(test)]
 /// Parses ini text already in memory; `path` is only used in messages.
+#[cfg(test)]
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
     let mut reader = Reader {
         entries: Vec::new(),
@@ -45,9 +47,9 @@ struct Reader {
 
 impl Reader {
     fn file(&mut self, path: &Path, depth: usize) -> Result<(), ConfigError> {
-        let text = std::fs::read(path).map_err(|e| ConfigError::Read {
+        let text = super::source::read(path).map_err(|reason| ConfigError::Read {
             path: path.to_path_buf(),
-            reason: super::io_reason(&e),
+            reason,
         })?;
         let text = String::from_utf8_lossy(&text);
         self.text(&text, path, depth)
@@ -55,7 +57,7 @@ impl Reader {
 
     fn text(&mut self, text: &str, path: &Path, depth: usize) -> Result<(), ConfigError> {
         for (index, raw) in text.lines().enumerate() {
-            let origin = Origin {
+            let origin = Origin::File {
                 file: path.to_path_buf(),
                 line: index + 1,
             };
@@ -80,7 +82,7 @@ impl Reader {
             Some(section) if section == SECTION => {
                 self.entries.push(Entry {
                     key,
-                    value: value.to_string(),
+                    value: Raw::Text(value.to_string()),
                     origin,
                 });
                 Ok(())
@@ -166,7 +168,10 @@ mod tests {
         parse(text, Path::new("t.ini"))
             .unwrap()
             .into_iter()
-            .map(|e| (e.key, e.value, e.origin.line))
+            .map(|e| match (e.value, e.origin) {
+                (Raw::Text(value), Origin::File { line, .. }) => (e.key, value, line),
+                other => panic!("not an ini entry: {other:?}"),
+            })
             .collect()
     }
 

@@ -1,184 +1,68 @@
-//! The typed configuration: every key, its default, its validation, read from
-//! pgqd.ini or TOML.
+//! The configuration: every key, its default, its validation, read from pgqd.ini or
+//! TOML and the `PGQD_*` environment.
 //!
-//! Two layers (see `ini.rs` and `toml.rs`): a reader turns a file into raw entries with
-//! file and line; then each entry is typed through serde into [`Config`], so both
-//! formats share one struct, one defaults table ([`Config::default`]) and one set of
-//! value rules (`value.rs`). A new key is one field here plus a line in the samples.
+//! One pipeline (as ripgrep's flags): a reader turns each source into raw entries
+//! (key, raw value, [`Origin`]): `ini.rs`, `toml.rs` (both through `source.rs`, which
+//! bounds what is read) and `env.rs`. Then `keys.rs` types them all the same way into
+//! [`Config`], from one table of keys, rules and defaults; the rules are in `value.rs`,
+//! the messages in `error.rs`. A new key is one line in that table plus the samples.
+//! `paths.rs` checks the log and pid paths for `--check`.
 
+mod env;
+mod error;
 mod ini;
+mod keys;
+mod paths;
+mod source;
 mod toml;
 mod value;
 
+use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::conninfo::ConnStr;
-
-/// The effective settings of one run.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Append log lines here; reopened on SIGHUP.
-    #[serde(with = "value::file")]
-    pub logfile: Option<PathBuf>,
-    /// Pid written at start, removed at exit.
-    #[serde(with = "value::file")]
-    pub pidfile: Option<PathBuf>,
-    /// libpq connection string without dbname.
-    pub base_connstr: ConnStr,
-    /// Database used to list the others.
-    pub initial_database: String,
-    /// Databases to serve; empty means every database that allows connections.
-    #[serde(with = "value::list")]
-    pub database_list: Vec<String>,
-    /// Non-zero: also log to syslog.
-    #[serde(with = "value::integer")]
-    pub syslog: i64,
-    pub syslog_ident: String,
-    #[serde(with = "value::facility")]
-    pub syslog_facility: String,
-    #[serde(with = "value::seconds")]
-    pub check_period: Duration,
-    #[serde(with = "value::seconds")]
-    pub maint_period: Duration,
-    #[serde(with = "value::seconds")]
-    pub retry_period: Duration,
-    #[serde(with = "value::seconds")]
-    pub ticker_period: Duration,
-    #[serde(with = "value::seconds")]
-    pub stats_period: Duration,
-    #[serde(with = "value::seconds")]
-    pub connection_lifetime: Duration,
-    /// Keys below are this project's own (not in pgqd 3.5).
-    /// Longest a `pgq.ticker()` call may run before it is cancelled.
-    #[serde(with = "value::seconds")]
-    pub ticker_timeout: Duration,
-    /// Longest a `pgq.maint_retry_events()` call may run.
-    #[serde(with = "value::seconds")]
-    pub retry_timeout: Duration,
-    /// Longest one maintenance operation (a rotation step, a VACUUM) may run.
-    #[serde(with = "value::seconds")]
-    pub maint_timeout: Duration,
-    /// Longest a connection attempt may take unless base_connstr sets connect_timeout.
-    #[serde(with = "value::seconds")]
-    pub connect_timeout: Duration,
-    /// `text` (pgqd's line format) or `json` (one object per line).
-    pub log_format: LogFormat,
-    /// `host:port` of the HTTP listener (metrics, health, status); empty: none.
-    pub http_listen: String,
-    /// Seconds between readings of PgQ's queue and consumer figures per database.
-    #[serde(with = "value::seconds")]
-    pub queue_stats_period: Duration,
-}
+pub use error::ConfigError;
+pub use keys::{Config, Origins, known_keys};
+pub use paths::check_paths;
+pub use value::Raw;
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
-/// The defaults table: pgqd 3.5's for its keys, ours for the new ones.
-impl Default for Config {
-    fn default() -> Self {
-        let secs = Duration::from_secs;
-        Config {
-            logfile: None,
-            pidfile: None,
-            base_connstr: ConnStr::default(),
-            initial_database: "template1".into(),
-            database_list: Vec::new(),
-            syslog: 1,
-            syslog_ident: "pgqd".into(),
-            syslog_facility: "daemon".into(),
-            check_period: secs(60),
-            maint_period: secs(120),
-            retry_period: secs(30),
-            ticker_period: secs(1),
-            stats_period: secs(30),
-            connection_lifetime: secs(3600),
-            ticker_timeout: secs(10),
-            retry_timeout: secs(60),
-            maint_timeout: secs(600),
-            connect_timeout: secs(10),
-            log_format: LogFormat::Text,
-            http_listen: String::new(),
-            queue_stats_period: secs(30),
+/// Where a raw entry (and so an effective value) came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of a config file (the main file or one it includes).
+    File { file: PathBuf, line: usize },
+    /// A `PGQD_*` environment variable.
+    Env(String),
+    /// Nothing set it: the defaults table.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { file, line } => {
+                write!(f, "{}:{line}", escape(&file.display().to_string()))
+            }
+            Origin::Env(var) => f.write_str(&escape(var)),
+            Origin::Default => f.write_str("default"),
         }
     }
 }
 
-/// Where a raw entry came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: PathBuf,
-    pub line: usize,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
-    }
-}
-
-/// One `key = value` line of a pgqd.ini, before typing.
+/// One setting as a source gives it, before typing.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub key: String,
-    pub value: String,
+    pub value: Raw,
     pub origin: Origin,
-}
-
-/// Why a config file was refused. Messages keep pgqd 3.5's wording where it has one.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("could not load file \"{}\": {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
-    #[error("syntax error in configuration ({origin})")]
-    Syntax { origin: Origin },
-    #[error("invalid section \"{name}\" in configuration ({origin})")]
-    UnknownSection { name: String, origin: Origin },
-    #[error("value without section: {key} in configuration ({origin})")]
-    NoSection { key: String, origin: Origin },
-    #[error("include nesting too deep in configuration ({origin})")]
-    IncludeDepth { origin: Origin },
-    #[error("error processing include file in configuration ({origin}): {source}")]
-    Include {
-        origin: Origin,
-        source: Box<ConfigError>,
-    },
-    #[error("cannot expand home directory in \"{value}\": {reason}")]
-    Home { value: String, reason: String },
-    #[error(
-        "unknown parameter: pgqd/{key} in configuration ({origin}){}",
-        hint_for(key)
-    )]
-    UnknownKey { key: String, origin: Origin },
-    #[error("invalid value \"{value}\" for parameter {key} in configuration ({origin}): {reason}")]
-    Value {
-        key: String,
-        value: String,
-        origin: Origin,
-        reason: String,
-    },
-    #[error("{message} in configuration ({origin})")]
-    Toml { message: String, origin: Origin },
-}
-
-/// A hint for keys pgqd users are known to put in pgqd.ini by mistake.
-fn hint_for(key: &str) -> String {
-    const PER_QUEUE: &[&str] = &["ticker_max_count", "ticker_max_lag", "ticker_idle_period"];
-    let bare = key.strip_prefix("queue_").unwrap_or(key);
-    if PER_QUEUE.contains(&bare) {
-        return format!(
-            "; {bare} is a per-queue setting: use select pgq.set_queue_config('QUEUE', '{bare}', 'VALUE') in the database"
-        );
-    }
-    String::new()
 }
 
 /// Something the config allows but that is probably not what the user meant.
@@ -188,105 +72,47 @@ pub struct Warning {
     pub message: String,
 }
 
-/// A loaded config with the warnings found while reading it.
+/// A loaded config with the warnings found while reading it and where each value
+/// came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Warning>,
+    pub origins: Origins,
 }
 
-/// Reads a config file: TOML when its name ends in `.toml`, else pgqd.ini.
+/// Reads the config file at `path` (TOML when its name ends in `.toml`, else
+/// pgqd.ini) and the `PGQD_*` variables of this process; at start and at every reload.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    if path.extension().is_some_and(|ext| ext == "toml") {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            reason: io_reason(&e),
-        })?;
-        let entries = toml::entries(&text, path)?;
-        let config = toml::typed(&entries)?;
-        check_connstr(&config, entries.iter().map(|e| (e.key.as_str(), &e.origin)))?;
-        return Ok(Loaded {
-            config,
-            warnings: Vec::new(),
-        });
-    }
-    let entries = ini::read(path)?;
-    let config = typed(&entries)?;
-    check_connstr(&config, entries.iter().map(|e| (e.key.as_str(), &e.origin)))?;
+    load_with_env(path, std::env::vars_os())
+}
+
+/// [`load`] with the environment given as `vars`.
+pub fn load_with_env(
+    path: &Path,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Loaded, ConfigError> {
+    let (from_file, mut warnings) = read_file(path)?;
+    let (from_env, env_warnings) = env::read(vars)?;
+    warnings.extend(env_warnings);
+    // Precedence, written once: the defaults table < the file < PGQD_* variables (a
+    // later entry wins). No command-line switch sets a key; one would come last.
+    let entries = [from_file, from_env].concat();
+    let (config, origins) = keys::typed(&entries)?;
     Ok(Loaded {
         config,
-        warnings: inline_comment_warnings(&entries),
+        warnings,
+        origins,
     })
 }
 
-/// base_connstr is checked when the config is read (syntax, keys, values; no
-/// environment or files), so a typo stops start-up or a reload instead of failing
-/// every connection later.
-fn check_connstr<'a>(
-    config: &Config,
-    keys: impl DoubleEndedIterator<Item = (&'a str, &'a Origin)>,
-) -> Result<(), ConfigError> {
-    let mut keys = keys;
-    let Some((_, origin)) = keys.rfind(|(key, _)| *key == "base_connstr") else {
-        return Ok(());
-    };
-    let origin = origin.clone();
-    crate::conninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
-        key: "base_connstr".into(),
-        value: config.base_connstr.to_string(),
-        origin,
-        reason: e.to_string(),
-    })
-}
-
-/// Types ini entries: each is checked on its own (so an error names its line, as pgqd
-/// does for every line, duplicates included), then the last of each key wins.
-fn typed(entries: &[Entry]) -> Result<Config, ConfigError> {
-    let known = known_keys();
-    for entry in entries {
-        if !known.iter().any(|k| k == &entry.key) {
-            return Err(ConfigError::UnknownKey {
-                key: entry.key.clone(),
-                origin: entry.origin.clone(),
-            });
-        }
-        let single = [(entry.key.clone(), entry.value.clone())];
-        from_pairs(single.into_iter()).map_err(|e| ConfigError::Value {
-            key: entry.key.clone(),
-            value: entry.value.clone(),
-            origin: entry.origin.clone(),
-            reason: e.to_string(),
-        })?;
+fn read_file(path: &Path) -> Result<(Vec<Entry>, Vec<Warning>), ConfigError> {
+    if path.extension().is_some_and(|ext| ext == "toml") {
+        return Ok((toml::read(path)?, Vec::new()));
     }
-    // pgqd lets a later line override an earlier one; serde would call it a duplicate.
-    let mut last: Vec<(String, String)> = Vec::new();
-    for entry in entries {
-        last.retain(|(key, _)| key != &entry.key);
-        last.push((entry.key.clone(), entry.value.clone()));
-    }
-    from_pairs(last.into_iter()).map_err(|e| ConfigError::Value {
-        key: String::new(),
-        value: String::new(),
-        origin: Origin {
-            file: PathBuf::new(),
-            line: 0,
-        },
-        reason: e.to_string(),
-    })
-}
-
-fn from_pairs(
-    pairs: impl Iterator<Item = (String, String)>,
-) -> Result<Config, serde::de::value::Error> {
-    Config::deserialize(serde::de::value::MapDeserializer::new(pairs))
-}
-
-/// The names of every key, in declaration order, taken from the struct itself.
-pub fn known_keys() -> Vec<String> {
-    match ::toml::Table::try_from(Config::default()) {
-        Ok(table) => table.keys().cloned().collect(),
-        Err(_) => Vec::new(),
-    }
+    let entries = ini::read(path)?;
+    let warnings = inline_comment_warnings(&entries);
+    Ok((entries, warnings))
 }
 
 /// The tutorial mistake `database_list = db1  # comment`: pgqd keeps the comment as
@@ -295,41 +121,42 @@ fn inline_comment_warnings(entries: &[Entry]) -> Vec<Warning> {
     entries
         .iter()
         .filter_map(|entry| {
-            let at = [" #", "\t#", " ;", "\t;"].iter().filter_map(|m| entry.value.find(m)).min()?;
-            let intended = entry.value[..at].trim_end();
+            let Raw::Text(value) = &entry.value else {
+                return None;
+            };
+            let at = [" #", "\t#", " ;", "\t;"].iter().filter_map(|m| value.find(m)).min()?;
+            let intended = value[..at].trim_end();
+            // base_connstr is not quoted: it may hold a password.
+            let message = match entry.key.as_str() {
+                "base_connstr" => "value of base_connstr contains an inline comment, which pgqd.ini does not support: the whole text is used".to_string(),
+                key => format!(
+                    "value of {} contains an inline comment, which pgqd.ini does not support: the whole text \"{}\" is used; did you mean \"{}\"?",
+                    escape(key), escape(value), escape(intended)
+                ),
+            };
             (!intended.is_empty()).then(|| Warning {
                 origin: entry.origin.clone(),
-                message: format!(
-                    "value of {} contains an inline comment, which pgqd.ini does not support: the whole text \"{}\" is used; did you mean \"{}\"?",
-                    entry.key, entry.value, intended
-                ),
+                message,
             })
         })
         .collect()
 }
 
-impl Config {
-    /// The effective settings as `key = value` lines (password masked), for `--check`.
-    pub fn effective(&self) -> String {
-        let Ok(table) = ::toml::Table::try_from(self) else {
-            return String::new();
-        };
-        let mut out = String::new();
-        for (key, value) in table {
-            let text = match value {
-                ::toml::Value::String(s) => s,
-                ::toml::Value::Array(items) => items
-                    .iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ::toml::Value::Float(seconds) => seconds.to_string(),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("{key} = {text}\n"));
+/// `text` with control characters (CR, LF, tab, the other C0 and C1 codes, DEL)
+/// escaped, for messages that echo a value or a path: a stray `\r` must not rewrite
+/// the line a user reads.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
         }
-        out
     }
+    out
 }
 
 /// An io error as pgqd's messages show it (no "(os error 2)").

@@ -1,5 +1,6 @@
 //! The TOML twin of pgqd.ini: a `[pgqd]` table with typed values
-//! (`database_list = ["a", "b"]`, numbers for periods), typed by the same serde rules.
+//! (`database_list = ["a", "b"]`, numbers for periods), read into the same raw entries
+//! as pgqd.ini and typed by the same rules.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,14 +8,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Origin};
-
-/// One key of the `[pgqd]` table with the line it is on.
-pub struct TomlEntry {
-    pub key: String,
-    pub value: toml::Value,
-    pub origin: Origin,
-}
+use super::value::Raw;
+use super::{ConfigError, Entry, Origin};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,8 +18,19 @@ struct TomlFile {
     pgqd: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
-/// Parses the file into entries, sorted by line.
-pub fn entries(text: &str, path: &Path) -> Result<Vec<TomlEntry>, ConfigError> {
+/// Reads the TOML file at `path` into raw entries, sorted by line.
+pub fn read(path: &Path) -> Result<Vec<Entry>, ConfigError> {
+    let fail = |reason: String| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = super::source::read(path).map_err(fail)?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))?;
+    entries(&text, path)
+}
+
+/// Parses TOML text into raw entries, sorted by line; `path` is only used in messages.
+pub fn entries(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
     let file: TomlFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
         message: e
             .message()
@@ -32,46 +38,38 @@ pub fn entries(text: &str, path: &Path) -> Result<Vec<TomlEntry>, ConfigError> {
             .replace("unknown field", "unknown table"),
         origin: origin(text, path, e.span().map_or(0, |s| s.start)),
     })?;
-    let mut entries: Vec<TomlEntry> = file
+    let mut entries: Vec<Entry> = file
         .pgqd
         .into_iter()
-        .map(|(key, value)| TomlEntry {
+        .map(|(key, value)| Entry {
             origin: origin(text, path, key.span().start),
             key: key.into_inner(),
-            value: value.into_inner(),
+            value: raw(value.into_inner()),
         })
         .collect();
-    entries.sort_by_key(|e| e.origin.line);
+    entries.sort_by_key(|e| match e.origin {
+        Origin::File { line, .. } => line,
+        _ => 0,
+    });
     Ok(entries)
 }
 
-/// Types the entries, each on its own first so an error names its key and line.
-pub fn typed(entries: &[TomlEntry]) -> Result<Config, ConfigError> {
-    let known = super::known_keys();
-    let mut table = toml::Table::new();
-    for entry in entries {
-        if !known.iter().any(|k| k == &entry.key) {
-            return Err(ConfigError::UnknownKey {
-                key: entry.key.clone(),
-                origin: entry.origin.clone(),
-            });
-        }
-        let single = toml::Table::from_iter([(entry.key.clone(), entry.value.clone())]);
-        Config::deserialize(single).map_err(|e| ConfigError::Value {
-            key: entry.key.clone(),
-            value: entry.value.to_string().trim_matches('"').to_string(),
-            origin: entry.origin.clone(),
-            reason: e.message().trim_end().to_string(),
-        })?;
-        table.insert(entry.key.clone(), entry.value.clone());
+/// A TOML value as a raw value: scalars and arrays of strings as they are, anything
+/// else as TOML writes it (every rule refuses it).
+fn raw(value: toml::Value) -> Raw {
+    match value {
+        toml::Value::String(text) => Raw::Text(text),
+        toml::Value::Integer(n) => Raw::Integer(n),
+        toml::Value::Float(x) => Raw::Float(x),
+        toml::Value::Boolean(b) => Raw::Bool(b),
+        toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => Raw::List(
+            items
+                .into_iter()
+                .filter_map(|item| item.as_str().map(str::to_string))
+                .collect(),
+        ),
+        other => Raw::Other(other.to_string()),
     }
-    Config::deserialize(table).map_err(|e| ConfigError::Toml {
-        message: e.message().to_string(),
-        origin: Origin {
-            file: Default::default(),
-            line: 0,
-        },
-    })
 }
 
 fn origin(text: &str, path: &Path, offset: usize) -> Origin {
@@ -81,7 +79,7 @@ fn origin(text: &str, path: &Path, offset: usize) -> Origin {
         .filter(|&&b| b == b'\n')
         .count()
         + 1;
-    Origin {
+    Origin::File {
         file: path.to_path_buf(),
         line,
     }

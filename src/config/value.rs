@@ -1,40 +1,84 @@
-//! Value rules shared by pgqd.ini (every value a string) and TOML (typed values).
+//! Raw values as the readers give them, and the rules that type them.
 //!
-//! Each module is a serde `with` pair. Deserializers accept the ini string form and
-//! the natural TOML type, so `ticker_period = "0.5"` and `ticker_period = 0.5` mean
-//! the same.
+//! pgqd.ini and the environment give text; TOML gives typed values, kept as they are
+//! in [`Raw`]. Each [`Rule`] accepts the text form and the natural TOML type, so
+//! `ticker_period = "0.5"` and `ticker_period = 0.5` mean the same, and every source
+//! goes through the same checks.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::ser::Serializer;
+use crate::conninfo::ConnStr;
 
-/// Periods and timeouts: non-negative decimal seconds, as pgqd's strtod, but
-/// never zero (a zero period would be a busy loop; pgqd 3.5 accepts it) and never
-/// so large that a timer would overflow.
-pub mod seconds {
-    use super::*;
-    use std::time::Duration;
+use super::LogFormat;
 
-    /// Longer than any sensible period (about 31 years), small enough for every timer.
-    const MAX_SECONDS: f64 = 1e9;
+/// A value before typing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Raw {
+    /// pgqd.ini and environment values, and TOML strings.
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    /// A TOML array of strings.
+    List(Vec<String>),
+    /// Any other TOML value (table, date, mixed array), as TOML writes it.
+    Other(String),
+}
 
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(SecondsVisitor)
-    }
-
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        if !is_decimal(text) {
-            return Err(
-                "expected seconds as a decimal number such as 1 or 0.5, without unit".into(),
-            );
+impl fmt::Display for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Raw::Text(text) | Raw::Other(text) => f.write_str(text),
+            Raw::Integer(n) => write!(f, "{n}"),
+            Raw::Float(x) => write!(f, "{x}"),
+            Raw::Bool(b) => write!(f, "{b}"),
+            Raw::List(items) => write!(f, "{items:?}"),
         }
-        let seconds: f64 = text.parse().map_err(|_| "not a number".to_string())?;
-        from_f64(seconds)
+    }
+}
+
+/// How one kind of setting is typed from a raw value and shown by `--check`.
+pub trait Rule {
+    type Value;
+    /// The typed value, or why the raw value is refused (without repeating it).
+    fn parse(raw: &Raw) -> Result<Self::Value, String>;
+    /// The value as `--check` prints it.
+    fn show(value: &Self::Value) -> String;
+    /// The raw value as an error message may quote it; `None`: not shown.
+    fn quote(raw: &Raw) -> Option<String> {
+        Some(super::escape(&raw.to_string()))
+    }
+}
+
+fn text<'a>(raw: &'a Raw, expected: &str) -> Result<&'a str, String> {
+    match raw {
+        Raw::Text(text) => Ok(text),
+        _ => Err(format!("expected {expected}")),
+    }
+}
+
+/// Periods and timeouts: decimal seconds (as pgqd's strtod, without exponents or
+/// signs), from 1 ms (no timer here is finer; pgqd 3.5 accepts zero, a busy loop) to
+/// a bound that no timer overflows.
+pub struct Seconds;
+
+impl Seconds {
+    /// Longer than any sensible period (about 31 years), small enough for every timer.
+    const MAX: f64 = 1_000_000_000.0;
+    const EXPECTED: &str = "expected seconds as a decimal number such as 1 or 0.5, without unit";
+
+    fn from_f64(seconds: f64) -> Result<Duration, String> {
+        if seconds.is_nan() || seconds < 0.001 {
+            return Err("must be at least 0.001 seconds (1 ms)".into());
+        }
+        if seconds > Self::MAX {
+            return Err(format!("must be at most {} seconds", Self::MAX));
+        }
+        // Rounded to whole milliseconds: it keeps "0.1" from becoming
+        // 0.1000000000000000055 s in --check output.
+        Ok(Duration::from_millis((seconds * 1000.0).round() as u64))
     }
 
     fn is_decimal(text: &str) -> bool {
@@ -42,56 +86,31 @@ pub mod seconds {
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac)
     }
+}
 
-    fn from_f64(seconds: f64) -> Result<Duration, String> {
-        if seconds.is_nan() || seconds <= 0.0 {
-            return Err("must be greater than 0".into());
+impl Rule for Seconds {
+    type Value = Duration;
+    fn parse(raw: &Raw) -> Result<Duration, String> {
+        match raw {
+            Raw::Text(text) if Self::is_decimal(text) => {
+                Self::from_f64(text.parse().map_err(|_| Self::EXPECTED.to_string())?)
+            }
+            Raw::Integer(n) => Self::from_f64(*n as f64),
+            Raw::Float(x) => Self::from_f64(*x),
+            _ => Err(Self::EXPECTED.into()),
         }
-        if seconds > MAX_SECONDS {
-            return Err(format!("must be at most {MAX_SECONDS:e} seconds"));
-        }
-        // Rounded to whole milliseconds: no timer here is finer, and it keeps
-        // "0.1" from becoming 0.1000000000000000055 s in --check output.
-        Ok(Duration::from_millis(
-            (seconds * 1000.0).round().max(1.0) as u64
-        ))
     }
-
-    struct SecondsVisitor;
-
-    impl<'de> Visitor<'de> for SecondsVisitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a number of seconds")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse(v).map_err(E::custom)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            from_f64(v as f64).map_err(E::custom)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            from_f64(v as f64).map_err(E::custom)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            from_f64(v).map_err(E::custom)
-        }
+    fn show(value: &Duration) -> String {
+        value.as_secs_f64().to_string()
     }
 }
 
 /// Integers with C's strtol base 0 rules, as pgqd: `10`, `0x10`, `010` (octal), signs.
-pub mod integer {
-    use super::*;
+pub struct Integer;
 
-    pub fn serialize<S: Serializer>(value: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(*value)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(IntegerVisitor)
-    }
-
-    pub fn parse(text: &str) -> Result<i64, String> {
+impl Integer {
+    fn from_text(text: &str) -> Result<i64, String> {
+        let expected = || "expected an integer such as 1, 0x10 or 010".to_string();
         let (negative, body) = match text.as_bytes().first() {
             Some(b'-') => (true, &text[1..]),
             Some(b'+') => (false, &text[1..]),
@@ -106,123 +125,150 @@ pub mod integer {
             (10, body)
         };
         if digits.is_empty() || digits.starts_with(['+', '-']) {
-            return Err("expected an integer".into());
+            return Err(expected());
         }
-        let value =
-            i64::from_str_radix(digits, radix).map_err(|_| "expected an integer".to_string())?;
+        let value = i64::from_str_radix(digits, radix).map_err(|_| expected())?;
         Ok(if negative { -value } else { value })
-    }
-
-    struct IntegerVisitor;
-
-    impl<'de> Visitor<'de> for IntegerVisitor {
-        type Value = i64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an integer")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
-            parse(v).map_err(E::custom)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
-            i64::try_from(v).map_err(E::custom)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<i64, E> {
-            Ok(v.into())
-        }
     }
 }
 
-/// `database_list`: split on commas only, blanks trimmed, empty items dropped; TOML
-/// may also give an array of names (kept exactly, so a name may contain a comma).
-pub mod list {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &[String], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(value)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        d.deserialize_any(ListVisitor)
-    }
-
-    pub fn split(text: &str) -> Vec<String> {
-        text.split(',')
-            .map(|item| item.trim_matches([' ', '\t']))
-            .filter(|item| !item.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-
-    struct ListVisitor;
-
-    impl<'de> Visitor<'de> for ListVisitor {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("comma-separated names or a list of names")
+impl Rule for Integer {
+    type Value = i64;
+    fn parse(raw: &Raw) -> Result<i64, String> {
+        match raw {
+            Raw::Text(text) => Self::from_text(text),
+            Raw::Integer(n) => Ok(*n),
+            Raw::Bool(b) => Ok((*b).into()),
+            _ => Err("expected an integer".into()),
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-            Ok(split(v))
+    }
+    fn show(value: &i64) -> String {
+        value.to_string()
+    }
+}
+
+/// Free text, kept as written.
+pub struct Text;
+
+impl Rule for Text {
+    type Value = String;
+    fn parse(raw: &Raw) -> Result<String, String> {
+        text(raw, "a string").map(str::to_string)
+    }
+    fn show(value: &String) -> String {
+        value.clone()
+    }
+}
+
+/// `database_list`: names split on commas, blanks around them trimmed; empty text
+/// means every database, but an empty name between commas is refused (`a,,b` is a
+/// typo, not "all"). TOML may give an array of names, kept exactly (a name may then
+/// contain a comma).
+pub struct List;
+
+impl Rule for List {
+    type Value = Vec<String>;
+    fn parse(raw: &Raw) -> Result<Vec<String>, String> {
+        let names: Vec<String> = match raw {
+            Raw::Text(text) if text.trim_matches([' ', '\t']).is_empty() => return Ok(Vec::new()),
+            Raw::Text(text) => text
+                .split(',')
+                .map(|item| item.trim_matches([' ', '\t']).to_string())
+                .collect(),
+            Raw::List(names) => names.clone(),
+            _ => return Err("expected comma-separated names or a list of names".into()),
+        };
+        if names.iter().any(String::is_empty) {
+            return Err("a database name cannot be empty".into());
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut names = Vec::new();
-            while let Some(name) = seq.next_element::<String>()? {
-                if name.is_empty() {
-                    return Err(de::Error::custom("a database name cannot be empty"));
-                }
-                names.push(name);
-            }
-            Ok(names)
-        }
+        Ok(names)
+    }
+    fn show(value: &Vec<String>) -> String {
+        value.join(", ")
     }
 }
 
 /// File values: `~`/`~user` expanded; empty means not set.
-pub mod file {
-    use super::*;
-    use std::path::PathBuf;
+pub struct File;
 
-    pub fn serialize<S: Serializer>(value: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
-        let text = value
+impl Rule for File {
+    type Value = Option<PathBuf>;
+    fn parse(raw: &Raw) -> Result<Option<PathBuf>, String> {
+        match text(raw, "a file name")? {
+            "" => Ok(None),
+            name => super::expand_home(name)
+                .map(|path| Some(PathBuf::from(path)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+    fn show(value: &Option<PathBuf>) -> String {
+        value
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        s.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-        let text: String = serde::Deserialize::deserialize(d)?;
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let expanded = super::super::expand_home(&text).map_err(de::Error::custom)?;
-        Ok(Some(PathBuf::from(expanded)))
+            .unwrap_or_default()
     }
 }
 
 /// `syslog_facility`: the names pgqd accepts.
-pub mod facility {
-    use super::*;
+pub struct Facility;
 
+impl Facility {
     pub const NAMES: &[&str] = &[
         "auth", "authpriv", "cron", "daemon", "lpr", "mail", "news", "syslog", "user", "uucp",
         "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
     ];
+}
 
-    pub fn serialize<S: Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(value)
+impl Rule for Facility {
+    type Value = String;
+    fn parse(raw: &Raw) -> Result<String, String> {
+        let expected = || format!("expected one of {}", Self::NAMES.join(", "));
+        let name = text(raw, "a string").map_err(|_| expected())?;
+        Self::NAMES
+            .contains(&name)
+            .then(|| name.to_string())
+            .ok_or_else(expected)
     }
+    fn show(value: &String) -> String {
+        value.clone()
+    }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        let text: String = serde::Deserialize::deserialize(d)?;
-        if NAMES.contains(&text.as_str()) {
-            return Ok(text);
+/// `log_format`: `text` or `json`.
+pub struct Format;
+
+impl Rule for Format {
+    type Value = LogFormat;
+    fn parse(raw: &Raw) -> Result<LogFormat, String> {
+        match text(raw, "text or json")? {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
         }
-        Err(de::Error::custom(format!(
-            "expected one of {}",
-            NAMES.join(", ")
-        )))
+    }
+    fn show(value: &LogFormat) -> String {
+        match value {
+            LogFormat::Text => "text".into(),
+            LogFormat::Json => "json".into(),
+        }
+    }
+}
+
+/// `base_connstr`: kept as text here (checked as a whole once typed). `--check` shows
+/// it with the password masked; error messages never quote it, because text that
+/// does not parse cannot be masked reliably (`'password=x` is an unknown key, and its
+/// value is still the user's password).
+pub struct Connstr;
+
+impl Rule for Connstr {
+    type Value = ConnStr;
+    fn parse(raw: &Raw) -> Result<ConnStr, String> {
+        text(raw, "a connection string").map(ConnStr::new)
+    }
+    fn show(value: &ConnStr) -> String {
+        value.to_string()
+    }
+    fn quote(_: &Raw) -> Option<String> {
+        None
     }
 }

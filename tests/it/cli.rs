@@ -127,3 +127,140 @@ fn signal_needs_pidfile() {
         assert_eq!(text(&out.stderr), "No pidfile configured\n");
     }
 }
+
+/// `pgqd` with `args` and the extra environment `env`, run from the crate root.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    pgqd()
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// `--check` says where each value came from: file and line, a PGQD_* variable (which
+/// wins over the file), or the default; an unknown PGQD_* variable is warned about.
+#[test]
+fn check_shows_origins() {
+    let env = [
+        ("PGQD_TICKER_PERIOD", "0.5"),
+        ("PGQD_PIDFILE", ""),
+        ("PGQD_TICKER_PERIO", "2"),
+    ];
+    let out = run_env(&["--check", "config/pgqd.ini"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for shown in [
+        "# from PGQD_TICKER_PERIOD (default: 1)\nticker_period = 0.5\n",
+        "# from config/pgqd.ini:8 (default: empty)\nlogfile = /var/log/postgresql/pgqd.log\n",
+        "# from PGQD_PIDFILE (default: empty)\npidfile = \n",
+        "# default\nstats_period = 30\n",
+    ] {
+        assert!(stdout.contains(shown), "{stdout}");
+    }
+    assert!(
+        text(&out.stderr).contains("PGQD_TICKER_PERIO is not a pgqd setting and is ignored; did you mean PGQD_TICKER_PERIOD?"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// base_connstr from PGQD_BASE_CONNSTR_FILE: `--check` shows it masked, and an error
+/// in it names the variable without showing the password.
+#[test]
+fn check_connstr_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "host=/tmp password=hunter2\n").unwrap();
+    let file = secret.to_str().unwrap();
+    let env = [("PGQD_BASE_CONNSTR_FILE", file)];
+    let out = run_env(&["--check", "config/pgqd.toml"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "# from PGQD_BASE_CONNSTR_FILE (default: empty)\nbase_connstr = host=/tmp password=********\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::write(&secret, "host=/tmp nosuchkey=1 password=hunter2\n").unwrap();
+    let out = run_env(&["--check", "config/pgqd.toml"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "ERROR PGQD_BASE_CONNSTR_FILE: invalid value for parameter base_connstr: "
+        ),
+        "{stderr}"
+    );
+    for output in [text(&out.stdout), stderr] {
+        assert!(!output.contains("hunter2"), "{output}");
+    }
+}
+
+/// A bad PGQD_* value fails `--check` naming the variable; without a config file the
+/// daemon still asks for one, whatever PGQD_* says.
+#[test]
+fn check_env_errors() {
+    let out = run_env(
+        &["--check", "config/pgqd.ini"],
+        &[("PGQD_TICKER_PERIOD", "1s")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with(
+            "ERROR PGQD_TICKER_PERIOD: invalid value \"1s\" for parameter ticker_period: "
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_env(&[], &[("PGQD_BASE_CONNSTR", "host=/tmp")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "pgqd requires config file\n");
+}
+
+/// `--check` refuses what start-up would: a logfile that is a directory, a pidfile
+/// whose directory is missing; the error names key, path and line.
+#[test]
+fn check_log_and_pid_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("p.ini");
+    let d = dir.path().display();
+    std::fs::write(&ini, format!("[pgqd]\nlogfile = {d}\n")).unwrap();
+    let out = run(&["--check", ini.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "ERROR invalid value \"{d}\" for parameter logfile in configuration ({d}/p.ini:2): is a directory\n"
+        )
+    );
+    std::fs::write(&ini, format!("[pgqd]\npidfile = {d}/none/p.pid\n")).unwrap();
+    let out = run(&["--check", ini.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "parameter pidfile in configuration ({d}/p.ini:2): directory \"{d}/none\" does not exist"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `%include /dev/zero` is refused (before reading: the process does not grow),
+/// naming the file and the include line.
+#[test]
+fn check_refuses_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("z.ini");
+    std::fs::write(&ini, "[pgqd]\n%include /dev/zero\n").unwrap();
+    let out = run(&["--check", ini.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "ERROR error processing include file in configuration ({}:2): could not load file \"/dev/zero\": not a regular file\n",
+            ini.display()
+        )
+    );
+}

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use super::*;
 
+fn typed(entries: &[Entry]) -> Result<Config, ConfigError> {
+    keys::typed(entries).map(|(config, _)| config)
+}
+
 fn ini(text: &str) -> Result<Config, ConfigError> {
     typed(&ini::parse(text, Path::new("t.ini"))?)
 }
@@ -14,7 +18,7 @@ fn ini_error(text: &str) -> String {
 }
 
 fn toml_text(text: &str) -> Result<Config, ConfigError> {
-    toml::typed(&toml::entries(text, Path::new("t.toml"))?)
+    typed(&toml::entries(text, Path::new("t.toml"))?)
 }
 
 fn toml_error(text: &str) -> String {
@@ -108,6 +112,22 @@ queue_stats_period = 15
     assert_eq!(from_ini.logfile.as_deref(), Some(Path::new("/tmp/l.log")));
 }
 
+/// Every default in the table types by its key's own rule (none falls back to the
+/// type's zero), and together they are `Config::default()`.
+#[test]
+fn defaults_are_valid() {
+    let entries: Vec<Entry> = keys::KEYS
+        .iter()
+        .map(|key| Entry {
+            key: key.name.into(),
+            value: Raw::Text(key.default.into()),
+            origin: Origin::Default,
+        })
+        .collect();
+    assert_eq!(typed(&entries).unwrap(), Config::default());
+    assert_ne!(Config::default().ticker_period, Duration::ZERO);
+}
+
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
@@ -175,7 +195,8 @@ fn integer_values() {
     assert_eq!(toml_text("[pgqd]\nsyslog = false\n").unwrap().syslog, 0);
 }
 
-/// `database_list` splits on commas only; blanks around items are trimmed.
+/// `database_list` splits on commas only; blanks around items are trimmed; an empty
+/// item between commas is refused (it was silently dropped before).
 #[test]
 fn database_list_split() {
     let list = |v: &str| {
@@ -186,7 +207,7 @@ fn database_list_split() {
     assert_eq!(list("a"), ["a"]);
     assert_eq!(list("a b, c\t,d"), ["a b", "c", "d"]);
     assert_eq!(list(""), Vec::<String>::new());
-    assert_eq!(list("a,,b,"), ["a", "b"]);
+    assert!(ini_error("[pgqd]\ndatabase_list = a,,b,\n").contains("cannot be empty"));
     assert_eq!(
         toml_text("[pgqd]\ndatabase_list = \"x, y\"\n")
             .unwrap()
@@ -289,7 +310,13 @@ fn inline_comment_warning() {
     assert_eq!(config.database_list, ["DbExample  # comment"]);
     let warnings = inline_comment_warnings(&entries);
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].origin.line, 2);
+    assert_eq!(
+        warnings[0].origin,
+        Origin::File {
+            file: "t.ini".into(),
+            line: 2
+        }
+    );
     assert!(
         warnings[0].message.contains("did you mean \"DbExample\"?"),
         "{}",
@@ -341,3 +368,36 @@ fn effective_masks_password() {
     assert!(!out.contains("hunter2"));
     assert!(out.contains("ticker_period = 1"));
 }
+
+mod from_env;
+/// An error about base_connstr never quotes it: text that does not parse cannot be
+/// masked reliably (`'password=` is an unknown key whose value is still a password);
+/// nor does the inline-comment warning.
+#[test]
+fn connstr_never_quoted() {
+    for text in [
+        "'password=S3cretZz",
+        "host=/x PASSWORD=S3cretZz",
+        "password=S3cretZz nosuchkey=1",
+    ] {
+        let message = ini_error(&format!("[pgqd]\nbase_connstr = {text}\n"));
+        assert!(
+            message.starts_with(
+                "invalid value for parameter base_connstr in configuration (t.ini:2): "
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("S3cretZz"), "{message}");
+    }
+    let entries = ini::parse(
+        "[pgqd]\nbase_connstr = host=/x password=S3cretZz # c\n",
+        Path::new("t.ini"),
+    )
+    .unwrap();
+    let warnings = inline_comment_warnings(&entries);
+    assert_eq!(warnings.len(), 1);
+    assert!(!warnings[0].message.contains("S3cretZz"), "{warnings:?}");
+}
+
+mod fuzz;
+mod limits;
