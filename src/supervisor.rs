@@ -60,6 +60,8 @@ pub struct Supervisor {
     last_stats: Snapshot,
     /// Why the last reload failed, shown in `STATUS=` until a reload works.
     reload_failed: Option<String>,
+    /// The last `STATUS=` line sent.
+    status_line: String,
 }
 
 impl Supervisor {
@@ -84,6 +86,7 @@ impl Supervisor {
             retry_listing: None,
             last_stats: Snapshot::default(),
             reload_failed: None,
+            status_line: String::new(),
         }
     }
 
@@ -132,7 +135,11 @@ impl Supervisor {
             if let Some(reason) = &self.reload_failed {
                 line = format!("reload failed, running the previous config: {reason}; {line}");
             }
-            notify::status(&line);
+            // Sent when it changes, not every second.
+            if self.status_line != line {
+                notify::status(&line);
+                self.status_line = line;
+            }
         }
     }
 

@@ -316,10 +316,14 @@ fn systemd_notifications() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let receive = || {
+    // The next notification other than the STATUS= summary lines sent alongside.
+    let receive = || loop {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).expect("notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !message.lines().all(|l| l.starts_with("STATUS=")) {
+            return message;
+        }
     };
     assert!(receive().contains("READY=1"));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
