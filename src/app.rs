@@ -33,6 +33,8 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Version => println!("pgqd version {}", crate::VERSION),
         Command::Ini => print!("{SAMPLE_INI}"),
         Command::Check { config } => return check(&config),
+        Command::Status { config, json } => return crate::status::report(&config, json),
+        Command::Healthcheck { config } => return crate::status::healthcheck(&config),
         Command::Signal { config, signal } => {
             return crate::daemon::signal_running(&config, signal);
         }

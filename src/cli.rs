@@ -16,6 +16,10 @@ pub enum Command {
     Ini,
     /// Validate the config and print the effective settings.
     Check { config: PathBuf },
+    /// Connect to the databases and report the queues' health (`--status [--json]`).
+    Status { config: PathBuf, json: bool },
+    /// Ask the running daemon's `/healthz` (`--healthcheck`), for container health checks.
+    Healthcheck { config: PathBuf },
     /// Send a signal to the daemon named by the pidfile (`-s`, `-k`, `-r`).
     Signal {
         config: PathBuf,
@@ -66,6 +70,9 @@ Switches:
   -V        Show version
  --ini      Show sample config file
  --check    Validate config file and show effective settings
+ --status   Report each database's queues and consumers; exit 1 if any is stalled
+ --json     With --status: print JSON
+ --healthcheck  Exit 0 if the running daemon's /healthz (at http_listen) says healthy
   -s        Stop - send SIGINT to running process
   -k        Kill - send SIGTERM to running process
   -r        Reload - send SIGHUP to running process
@@ -94,6 +101,12 @@ struct Args {
     ini: bool,
     #[arg(long = "check")]
     check: bool,
+    #[arg(long = "status")]
+    status: bool,
+    #[arg(long = "json")]
+    json: bool,
+    #[arg(long = "healthcheck")]
+    healthcheck: bool,
     #[arg(value_name = "config.file")]
     config: Vec<PathBuf>,
 }
@@ -125,6 +138,15 @@ where
         (_, _, true) => Some(ControlSignal::Reload),
         _ => None,
     };
+    if args.status {
+        return Ok(Command::Status {
+            config,
+            json: args.json,
+        });
+    }
+    if args.healthcheck {
+        return Ok(Command::Healthcheck { config });
+    }
     Ok(match (args.check, signal) {
         (true, _) => Command::Check { config },
         (false, Some(signal)) => Command::Signal { config, signal },

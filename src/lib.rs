@@ -38,6 +38,7 @@ pub mod pidfile;
 pub mod schedule;
 pub mod signals;
 pub mod stats;
+pub mod status;
 pub mod supervisor;
 
 /// The version reported by `-V` and in `Starting pgqd X`.

@@ -148,7 +148,7 @@ pub struct QueueStats {
 }
 
 /// One consumer's figures from `pgq.get_consumer_info()`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ConsumerStats {
     pub queue: String,
     pub name: String,

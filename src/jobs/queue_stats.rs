@@ -44,7 +44,15 @@ pub async fn collect(
             paused: r.try_get(6).ok().flatten().unwrap_or(false),
         })
         .collect();
-    let consumers = session
+    Ok((queues, consumers(session, limits).await?))
+}
+
+/// Reads the consumers of every queue.
+pub async fn consumers(
+    session: &Session,
+    limits: &Limits<'_>,
+) -> Result<Vec<ConsumerStats>, PgError> {
+    Ok(session
         .query(CONSUMERS, &[], limits.timeout, limits.shutdown)
         .await?
         .iter()
@@ -55,6 +63,5 @@ pub async fn collect(
             last_seen: r.try_get(3).ok().flatten(),
             pending_events: r.try_get(4).ok().flatten(),
         })
-        .collect();
-    Ok((queues, consumers))
+        .collect())
 }

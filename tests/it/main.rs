@@ -8,4 +8,5 @@ mod cluster;
 mod conninfo;
 mod engine;
 mod service;
+mod status;
 mod turns;
