@@ -4,21 +4,28 @@
 //!
 //! - `app`: what `main` does: dispatch the command line, start-up, exit codes.
 //! - `cli`: pgqd's switches and usage messages.
-//! - `config`: the typed configuration, read from pgqd.ini (`config/ini.rs`) or TOML.
+//! - `config`: the typed configuration: pgqd.ini (`config/ini.rs`), TOML and `PGQD_*`
+//!   variables read as raw entries with their origin, typed by one key table (`keys.rs`).
 //! - `conninfo`: `base_connstr` (password never shown) and how connections are made.
 //! - `daemon`: running as a process: start-up, the runtime, pidfile, `-s`/`-k`/`-r`.
 //! - `signals`: SIGINT, SIGTERM, SIGHUP.
-//! - `notify`: systemd readiness notifications.
+//! - `notify`: systemd notifications: readiness, reload, stop, watchdog, `STATUS=`.
 //! - `logging`: pgqd's log line format, JSON lines, logfile and syslog.
 //! - `supervisor`: the set of database tasks: discovery cadence, start/stop, reload, shutdown.
 //! - `discovery`: which databases exist.
 //! - `db`: one database's task: probe pgq, wait on a standby, tick with housekeeping
 //!   between the ticks on one kept connection (`db/mod.rs` lists its phases).
-//! - `jobs`: one turn of each job (`ticker`, `retry`, `maint`) and its SQL.
+//! - `jobs`: one call or round of each job (`ticker`, `retry`, `maint`, `queue_stats`)
+//!   and its SQL.
 //! - `pidfile`: the pidfile and finding the running daemon.
 //! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
 //! - `schedule`: fixed-rate periods and capped backoff.
-//! - `stats`: counters and per-database state, in one place.
+//! - `stats`: counters and per-database state, in one place (monotonic; pgqd's stats
+//!   line is their difference).
+//! - `health`: the liveness, readiness and tick-age rules.
+//! - `metrics`: the Prometheus families, read from `stats` at scrape time.
+//! - `http`: the optional listener: `/metrics`, `/livez`, `/readyz`, `/healthz`, `/status`.
+//! - `status`: `pgqd --status` and `pgqd --healthcheck`.
 
 pub mod app;
 pub mod cli;
