@@ -171,7 +171,7 @@ impl Supervisor {
             {
                 Ok(names) => {
                     self.stats.set_discovered();
-                    self.discovery_outage.end("discovery");
+                    self.discovery_outage.end();
                     self.discovery_backoff.reset();
                     self.retry_listing = None;
                     names

@@ -100,17 +100,20 @@ impl DbContext {
 pub struct Outage {
     since: Option<Instant>,
     reminded: Option<Instant>,
+    /// The job that noticed the outage: its start, reminders and end carry this label.
+    job: &'static str,
 }
 
 impl Outage {
     /// Logs the failure when it starts an outage (`lost`: a working connection was
     /// lost, else none could be made); later ones of the same outage are DEBUG but for
     /// a reminder once a minute. `true` when this failure started the outage.
-    pub fn begin(&mut self, job: &str, error: &PgError, lost: bool) -> bool {
+    pub fn begin(&mut self, job: &'static str, error: &PgError, lost: bool) -> bool {
         let now = Instant::now();
         let Some(since) = self.since else {
             self.since = Some(now);
             self.reminded = Some(now);
+            self.job = job;
             let what = if lost {
                 "connection lost"
             } else {
@@ -129,7 +132,7 @@ impl Outage {
         {
             self.reminded = Some(now);
             error!(
-                job,
+                job = self.job,
                 sqlstate = error.sqlstate(),
                 "still failing for {}: {error}",
                 minutes(now.duration_since(since))
@@ -144,20 +147,18 @@ impl Outage {
         false
     }
 
-    pub fn end(&mut self, job: &str) {
+    /// A connection works again: ends the outage, if any, with its length, under the
+    /// label of the job that noticed it.
+    pub fn end(&mut self) {
         self.reminded = None;
         if let Some(since) = self.since.take() {
             let secs = since.elapsed().as_secs_f64();
             info!(
-                job,
+                job = self.job,
                 duration = format!("{secs:.1}"),
                 "connection restored after {secs:.1} s"
             );
         }
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.since.is_some()
     }
 }
 

@@ -96,7 +96,7 @@ impl DbTask {
     async fn probe(&mut self) -> State {
         match probe::probe(&self.ctx).await {
             Ok(found) => {
-                self.outage.end("probe");
+                self.outage.end();
                 match found {
                     Found::Primary(session) => State::Ticking(session),
                     Found::Standby(session) => State::Standby(session),
@@ -124,7 +124,7 @@ impl DbTask {
         match end {
             End::Stopped => State::Stopped,
             End::NoPgq => {
-                self.outage.end("probe");
+                self.outage.end();
                 State::NoPgq
             }
             End::Reprobe => State::BackingOff(self.backoff.next_delay()),
