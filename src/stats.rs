@@ -103,7 +103,7 @@ pub struct DbStatus {
     pub first_seen: Option<Instant>,
     pub last_tick: Option<Instant>,
     pub last_tick_wall: Option<SystemTime>,
-    /// The last time the ticking loop went round (liveness of the task).
+    /// The last time a ticker call of the ticking loop ended (liveness of the task).
     pub last_turn: Option<Instant>,
     /// Ticker calls by result: `ok`, `fallback` (ticked queue by queue), `error`, `timeout`.
     pub ticker_calls: BTreeMap<&'static str, u64>,
@@ -216,6 +216,7 @@ impl Stats {
             s.state = DbState::Ticking;
             s.last_tick = Some(Instant::now());
             s.last_tick_wall = Some(SystemTime::now());
+            s.last_turn = s.last_tick;
             *s.ticker_calls
                 .entry(if fallback { "fallback" } else { "ok" })
                 .or_default() += 1;
@@ -225,15 +226,11 @@ impl Stats {
     /// A ticker call in `db` that failed (`timeout`: overran ticker_timeout).
     pub fn ticker_failed(&self, db: &str, timeout: bool) {
         self.update(db, |s| {
+            s.last_turn = Some(Instant::now());
             *s.ticker_calls
                 .entry(if timeout { "timeout" } else { "error" })
                 .or_default() += 1;
         });
-    }
-
-    /// The ticking loop of `db` went round.
-    pub fn turned(&self, db: &str) {
-        self.update(db, |s| s.last_turn = Some(Instant::now()));
     }
 
     /// One completed maintenance round.

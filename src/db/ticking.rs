@@ -97,7 +97,6 @@ impl<'a> Ticking<'a> {
         stats
             .ticker_seconds
             .observe(started.elapsed().as_secs_f64());
-        stats.turned(&self.ctx.name);
         match result {
             Ok(outcome) => {
                 if self.timeouts > 0 {
