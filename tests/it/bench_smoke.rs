@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous: the quick mode takes about 40 s (each daemon waits up to 10 s for ticking
 /// to resume after the restart, and pgqd 3.5 always needs 60 s).
@@ -28,12 +28,8 @@ fn bench_quick_mode_prints_both_daemons() {
         .spawn()
         .expect("run bench/run.sh");
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > BENCH_DEADLINE {
+    let Some(status) = crate::harness::wait_child(&mut child, BENCH_DEADLINE) else {
+        {
             // SIGTERM: the runner stops its daemons and its cluster on the way out.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
@@ -45,7 +41,6 @@ fn bench_quick_mode_prints_both_daemons() {
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
     };
 
     let stdout = fs::read_to_string(&stdout_path).unwrap();

@@ -29,16 +29,42 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Polls `condition` every 50 ms until it holds or `DEADLINE` passes.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+/// Polls `condition` every 20 ms until it holds (`true`) or `deadline` passes
+/// (`false`): the one polling loop of the tests.
+pub fn poll(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
-    while start.elapsed() < DEADLINE {
+    loop {
         if condition() {
-            return;
+            return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if start.elapsed() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("timed out after {DEADLINE:?} waiting for {what}");
+}
+
+/// Waits up to `deadline` for `child` to exit; `None` if it is still running.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let mut exited = None;
+    poll(deadline, || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    });
+    exited
+}
+
+/// Polls `condition` until it holds, failing the test after `DEADLINE`.
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    if !poll(DEADLINE, condition) {
+        panic!("timed out after {DEADLINE:?} waiting for {what}");
+    }
+}
+
+/// The text of a pgqd config file: the `[pgqd]` header, syslog off (tests read the
+/// console or the log file), then `body`.
+pub fn ini(body: &str) -> String {
+    format!("[pgqd]\nsyslog = 0\n{body}\n")
 }
 
 /// The PostgreSQL server binaries: `pg_config --bindir`, else the newest
@@ -238,8 +264,21 @@ impl Cluster {
     /// A new database with pgq installed.
     pub fn create_pgq_db(&self, prefix: &str) -> String {
         let name = self.create_db(prefix);
-        self.exec(&name, "create extension pgq");
+        self.install_pgq(&name);
         name
+    }
+
+    /// `create extension pgq` in `db`, safe against the race of concurrent first
+    /// installs: the extension script creates the cluster-wide roles pgq_reader,
+    /// pgq_writer and pgq_admin after checking that they do not exist, so two databases
+    /// installing it at once can fail on a role; the retry then finds them.
+    pub fn install_pgq(&self, db: &str) {
+        let mut client = self.connect(db);
+        if let Err(first) = client.batch_execute("create extension pgq")
+            && let Err(e) = client.batch_execute("create extension pgq")
+        {
+            panic!("create extension pgq in {db}: {first:?}, then {e:?}");
+        }
     }
 
     /// A new empty database.
@@ -345,7 +384,7 @@ impl Daemon {
     pub fn start_args(ini: &str, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("pgqd.ini");
-        fs::write(&config, format!("[pgqd]\nsyslog = 0\n{ini}\n")).unwrap();
+        fs::write(&config, self::ini(ini)).unwrap();
         let output = fs::File::create(dir.path().join("output.log")).unwrap();
         let child = pgqd()
             .args(args)
@@ -369,12 +408,8 @@ impl Daemon {
 
     /// Waits until the output contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            if self.output().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if poll(DEADLINE, || self.output().contains(needle)) {
+            return;
         }
         panic!(
             "timed out waiting for log line {needle:?}; output:\n{}",
@@ -388,14 +423,10 @@ impl Daemon {
 
     /// Waits for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match wait_child(&mut self.child, DEADLINE) {
+            Some(status) => status.code(),
+            None => panic!("pgqd did not exit; output:\n{}", self.output()),
         }
-        panic!("pgqd did not exit; output:\n{}", self.output());
     }
 }
 

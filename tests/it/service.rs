@@ -14,7 +14,7 @@ mod pidfile_lock;
 
 fn write_ini(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("pgqd.ini");
-    fs::write(&path, format!("[pgqd]\nsyslog = 0\n{body}\n")).unwrap();
+    fs::write(&path, crate::harness::ini(body)).unwrap();
     path
 }
 
@@ -177,7 +177,7 @@ fn reload_keeps_running_and_applies_database_list() {
     daemon.wait_for_log("keeping the running config");
     fs::write(
         daemon.config_path(),
-        format!("[pgqd]\nsyslog = 0\n{base}\ndatabase_list = {two}\n"),
+        crate::harness::ini(&format!("{base}\ndatabase_list = {two}")),
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);

@@ -85,11 +85,7 @@ fn status_flags_a_stalled_queue() {
     );
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("pgqd.ini");
-    std::fs::write(
-        &ini,
-        format!("[pgqd]\nsyslog = 0\n{}", serving(cluster, &[&db], &[])),
-    )
-    .unwrap();
+    std::fs::write(&ini, crate::harness::ini(&serving(cluster, &[&db], &[]))).unwrap();
     let mut last = String::new();
     wait_until("a STALLED flag", || {
         let output = pgqd().arg("--status").arg(&ini).output().unwrap();

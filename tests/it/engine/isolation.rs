@@ -44,9 +44,13 @@ fn locked_database_does_not_hold_up_another() {
     wait_for(&daemon, "A's blocked ticker call cancelled", || {
         lines_with(&daemon.output(), &[&a_label, "timed out after 2s"]) == 1
     });
-    // Keep the lock through at least two more timeouts; they are not logged again.
-    wait_for(&daemon, "three ticker timeouts' worth of time", || {
-        since.elapsed().as_secs_f64() > 6.5
+    // Keep the lock through at least two more timeouts (they are not logged again):
+    // each timeout replaces the connection, so three timed-out calls are three
+    // different backends seen waiting for the lock.
+    let mut blocked_backends = std::collections::BTreeSet::new();
+    wait_for(&daemon, "three ticker calls blocked in turn", || {
+        blocked_backends.extend(lock_waiters(&mut observer, &a));
+        blocked_backends.len() >= 3
     });
     let b_gained = all_ticks(cluster, &b) - b_before;
     let expected = since.elapsed().as_secs_f64() / 0.2;
@@ -182,6 +186,19 @@ fn shutdown_cancels_blocked_calls() {
         pgqd_backends(&mut observer, &db) == 0
     });
     lock.commit().unwrap();
+}
+
+/// The pids of pgqd backends in `db` waiting for a lock in a ticker call.
+fn lock_waiters(observer: &mut postgres::Client, db: &str) -> Vec<i32> {
+    observer
+        .query(
+            "select pid from pg_stat_activity where application_name = 'pgqd' and datname = $1 and wait_event_type = 'Lock' and query like 'select pgq.ticker()%'",
+            &[&db],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// Whether a pgqd backend in `db` is waiting for a lock in `select pgq.ticker()`.

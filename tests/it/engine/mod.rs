@@ -66,24 +66,14 @@ pub fn lines_with(output: &str, needles: &[&str]) -> usize {
         .count()
 }
 
-/// A new database with pgq, like `Cluster::create_pgq_db` but installed by [`install_pgq`].
+/// A new database with pgq ([`Cluster::create_pgq_db`]).
 pub fn pgq_db(cluster: &Cluster, prefix: &str) -> String {
-    let db = cluster.create_db(prefix);
-    install_pgq(cluster, &db);
-    db
+    cluster.create_pgq_db(prefix)
 }
 
-/// `create extension pgq` in `db`, safe against the race of concurrent first
-/// installs: the extension script creates the cluster-wide roles pgq_reader,
-/// pgq_writer and pgq_admin after checking that they do not exist, so two databases
-/// installing it at once can fail on a role; the retry then finds them.
+/// `create extension pgq` in `db` ([`Cluster::install_pgq`]).
 pub fn install_pgq(cluster: &Cluster, db: &str) {
-    let mut client = cluster.connect(db);
-    if let Err(first) = client.batch_execute("create extension pgq")
-        && let Err(e) = client.batch_execute("create extension pgq")
-    {
-        panic!("create extension pgq in {db}: {first:?}, then {e:?}");
-    }
+    cluster.install_pgq(db);
 }
 
 /// Creates `queue` so that every `pgq.ticker()` call ticks it (no lag, no idle

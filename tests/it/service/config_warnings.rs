@@ -36,15 +36,12 @@ fn count_in(path: &Path, needle: &str) -> usize {
 
 /// Waits until `count_in(log, needle)` is `count`; on timeout, shows the log.
 fn wait_for_count(log: &Path, needle: &str, count: usize) {
-    let start = std::time::Instant::now();
-    while count_in(log, needle) != count {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        assert!(
-            start.elapsed() < crate::harness::DEADLINE,
-            "timed out waiting for {count} x {needle:?} in the log:\n{text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let reached = crate::harness::poll(crate::harness::DEADLINE, || count_in(log, needle) == count);
+    let text = fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        reached,
+        "timed out waiting for {count} x {needle:?} in the log:\n{text}"
+    );
 }
 
 /// With `-q`, the inline-comment warning is in the log file at start, and a reload of a
@@ -59,10 +56,7 @@ fn config_warnings_reach_the_logfile_with_quiet() {
     assert!(count_in(&log, "first db") >= 1);
     fs::write(
         daemon.config_path(),
-        format!(
-            "[pgqd]\nsyslog = 0\n{}\n",
-            ini_body(cluster, &log, "second db")
-        ),
+        crate::harness::ini(&ini_body(cluster, &log, "second db")),
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
@@ -81,10 +75,7 @@ fn config_warnings_reach_the_logfile_of_a_daemon() {
     let ini = dir.path().join("d.ini");
     let write = |comment: &str| {
         let body = ini_body(cluster, &log, comment);
-        let text = format!(
-            "[pgqd]\nsyslog = 0\npidfile = {}\n{body}\n",
-            pidfile.display()
-        );
+        let text = crate::harness::ini(&format!("pidfile = {}\n{body}", pidfile.display()));
         fs::write(&ini, text).unwrap();
     };
     write("first db");

@@ -4,9 +4,8 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::harness::{Cluster, DEADLINE, pgqd, wait_until};
+use crate::harness::{Cluster, DEADLINE, pgqd, wait_child, wait_until};
 
 /// Runs `command` to completion, killing it if it outlives the deadline (a second
 /// daemon that wrongly starts must not hang the test). Returns the exit code and stderr.
@@ -18,17 +17,10 @@ fn run_within_deadline(command: &mut Command) -> (Option<i32>, String) {
         .stderr(stderr.reopen().unwrap())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, DEADLINE).unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().unwrap()
+    });
     (status.code(), fs::read_to_string(stderr.path()).unwrap())
 }
 
@@ -60,12 +52,12 @@ fn renamed_binary_holds_the_pidfile() {
     let ini = dir.path().join("t.ini");
     fs::write(
         &ini,
-        format!(
-            "[pgqd]\nsyslog = 0\nbase_connstr = {}\ndatabase_list = {db}\nlogfile = {}\npidfile = {}\n",
+        crate::harness::ini(&format!(
+            "base_connstr = {}\ndatabase_list = {db}\nlogfile = {}\npidfile = {}",
             cluster.connstr(),
             log.display(),
             pidfile.display()
-        ),
+        )),
     )
     .unwrap();
     let mut renamed = KillOnDrop(
@@ -121,11 +113,11 @@ fn unlocked_pidfile_is_stale_whatever_its_pid() {
     let ini = dir.path().join("p.ini");
     fs::write(
         &ini,
-        format!(
-            "[pgqd]\nsyslog = 0\nbase_connstr = {}\ndatabase_list = postgres\npidfile = {}\n",
+        crate::harness::ini(&format!(
+            "base_connstr = {}\ndatabase_list = postgres\npidfile = {}",
             cluster.connstr(),
             pidfile.display()
-        ),
+        )),
     )
     .unwrap();
     let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
