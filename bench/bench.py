@@ -762,6 +762,10 @@ def per_dbs(values: dict[int, float], n: int) -> float:
 DEFAULT_SCENARIOS = "100x1,100x0.1,1000x1"
 
 
+def default_reference() -> str:
+    return os.environ.get("PGQD_REFERENCE") or "/usr/bin/pgqd"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/run.sh",
@@ -785,7 +789,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds to wait for every database to tick after start (default 120)")
     p.add_argument("--sample-every", type=float, default=5,
                    help="seconds between pg_stat_activity samples (default 5)")
-    p.add_argument("--reference", default="/usr/bin/pgqd", help="pgqd 3.5 (default /usr/bin/pgqd)")
+    p.add_argument("--reference", default=default_reference(),
+                   help="pgqd 3.5 (default $PGQD_REFERENCE, which bench/run.sh sets to "
+                        "Debian's pgqd unpacked in a cache, else /usr/bin/pgqd)")
     p.add_argument("--ours", help="our pgqd; default: cargo build --release --locked, "
                                   "then target/release/pgqd")
     p.add_argument("--rev", help="build our pgqd from this git revision (a clean export "
@@ -843,7 +849,7 @@ def build_ours(args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if not os.path.exists(args.reference):
-        raise BenchError(f"reference pgqd not found at {args.reference} (apt-get install pgqd)")
+        raise BenchError(f"reference pgqd not found at {args.reference} (bench/run.sh fetches it)")
     build_ours(args)
     args.ours = os.path.abspath(args.ours)
     args.reference = os.path.abspath(args.reference)
