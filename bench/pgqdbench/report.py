@@ -133,8 +133,9 @@ METHOD_END = "- Then SIGINT; the next daemon starts only after every client back
 def method() -> str:
     """The method section, from each metric's own paragraph."""
     def bullets(when: str, indent: str) -> list[str]:
-        return [indent + "- " + m.method.replace("\n", "\n" + indent)
-                for m in METRICS if m.when == when and m.method]
+        lines = [[line.strip() for line in m.method.splitlines()]
+                 for m in METRICS if m.when == when and m.method]
+        return [indent + "- " + ("\n" + indent + "  ").join(text) for text in lines]
     return "\n".join([
         METHOD_START,
         *bullets(START, ""),

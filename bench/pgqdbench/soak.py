@@ -35,6 +35,7 @@ class Restart:
     at_s: float  # since the daemon's start
     server_ts: str  # the server's clock when pg_ctl restart returned
     resumed_s: float | None = None  # until every database had a tick row again
+    watched_s: float = 0.0  # how long it was awaited, when it did not happen
 
 
 @dataclass
@@ -109,12 +110,14 @@ class Soak:
                 log(f"  ticking resumed {pending.resumed_s:.2f} s after restart "
                     f"{len(run.restarts)}")
                 pending = None
+            if pending and (now >= end or now >= next_churn):
+                pending.watched_s = now - start - pending.at_s
+                log(f"  no tick in every database within {pending.watched_s:.0f} s of "
+                    f"restart {len(run.restarts)}")
+                pending = None
             if now >= end:
                 break
             if now >= next_churn:
-                if pending:
-                    log(f"  no tick in every database within {CHURN_EVERY} s of restart "
-                        f"{len(run.restarts)}")
                 pending = self.churn(now - start)
                 run.restarts.append(pending)
                 next_churn += CHURN_EVERY
@@ -132,8 +135,9 @@ class Soak:
         c.psql("postgres", sql)
         c.restart()
         ts = c.value(CTL_DB, "select now()")
-        log(f"  restart {self.churned} at {at_s / 60:.1f} min (database soak_{self.churned:03d} "
-            "created, the previous one dropped)")
+        dropped = f", soak_{self.churned - 1:03d} dropped" if self.churned > 1 else ""
+        log(f"  restart {self.churned} at {at_s / 60:.1f} min (soak_{self.churned:03d} "
+            f"created{dropped})")
         return Restart(at_s, ts)
 
     def resumed(self, r: Restart) -> bool:
@@ -176,7 +180,8 @@ def report(runs: list[SoakRun], args: argparse.Namespace, c: Cluster) -> str:
         if run.restarts:
             out += ["| restart | at, min | ticking resumed after, s |", "|---|---|---|"]
             for i, r in enumerate(run.restarts, 1):
-                resumed = f"{r.resumed_s:.2f}" if r.resumed_s is not None else "no"
+                resumed = (f"{r.resumed_s:.2f}" if r.resumed_s is not None
+                           else f"no tick within {r.watched_s:.0f} s")
                 out.append(f"| {i} | {r.at_s / 60:.1f} | {resumed} |")
             out.append("")
     return "\n".join(out)
