@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/*.sh and bench/run.sh: find or install PostgreSQL and pgq
 # (ensure_packages), and fetch the reference pgqd 3.5 without installing it
 # (ensure_reference). Sets PG_MAJOR, PG_BINDIR and, for the reference, PGQD_REFERENCE.
