@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 
-# Installs what is missing (PostgreSQL, pgq, pgqd 3.5, python3), as scripts/test.sh does.
+# Installs what is missing (PostgreSQL, pgq, python3), as scripts/test.sh does, and
+# unpacks pgqd 3.5 into a cache without installing it (sets PGQD_REFERENCE).
 ensure_packages >&2
+ensure_reference >&2
 export PATH="$PG_BINDIR:$PATH"
 export BENCH_COMMAND="bench/run.sh${*:+ $*}"
 exec python3 bench/bench.py "$@"

@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
-ensure_packages
+ensure_packages  # PostgreSQL and pgq; never Debian's pgqd 3.5 (its package starts a system-wide service)
 
+# cargo's own output stays visible: the first build compiles about 150 crates.
+echo "== cargo build --locked --release"
 cargo build --locked --release
-PGQD="$PWD/target/release/pgqd"
+PGQD="${CARGO_TARGET_DIR:-$PWD/target}/release/pgqd"
 WORK=$(mktemp -d /tmp/pgqd-quickstart.XXXXXX)
 PORT=${QUICKSTART_PORT:-54329}
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -1,5 +1,7 @@
-# Shared by scripts/*.sh: find or install PostgreSQL, pgq and pgqd 3.5.
-# Sets PG_MAJOR and PG_BINDIR.
+# shellcheck shell=bash
+# Shared by scripts/*.sh and bench/run.sh: find or install PostgreSQL and pgq
+# (ensure_packages), and fetch the reference pgqd 3.5 without installing it
+# (ensure_reference). Sets PG_MAJOR, PG_BINDIR and, for the reference, PGQD_REFERENCE.
 
 newest_pg_major() {
     local dir best=""
@@ -11,20 +13,26 @@ newest_pg_major() {
     echo "$best"
 }
 
-apt_install() {
+# Runs apt-get as root: directly, through sudo without a password, or not at all (then
+# prints the command to run and exits).
+apt_root() {
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
             sudo="sudo"
         else
             echo "Missing packages. Install them with:" >&2
-            echo "    sudo apt-get install -y $*" >&2
+            echo "    sudo apt-get $*" >&2
             exit 1
         fi
     fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"
+}
+
+apt_install() {
     echo "== installing: $*"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+    apt_root update -q
+    apt_root install -y -q --no-install-recommends "$@"
 }
 
 ensure_packages() {
@@ -35,7 +43,6 @@ ensure_packages() {
     fi
     local missing=()
     [ -f "/usr/share/postgresql/$PG_MAJOR/extension/pgq.control" ] || missing+=("postgresql-$PG_MAJOR-pgq3")
-    [ -x /usr/bin/pgqd ] || missing+=(pgqd)
     command -v runuser >/dev/null || missing+=(util-linux)
     # The benchmark runner (bench/run.sh), which the tests run in its quick mode.
     command -v python3 >/dev/null || missing+=(python3)
@@ -43,5 +50,64 @@ ensure_packages() {
         apt_install "${missing[@]}"
     fi
     PG_BINDIR="/usr/lib/postgresql/$PG_MAJOR/bin"
-    echo "== PostgreSQL $PG_MAJOR at $PG_BINDIR with pgq; reference pgqd: $(/usr/bin/pgqd -V)"
+    echo "== PostgreSQL $PG_MAJOR at $PG_BINDIR with pgq"
+}
+
+# Debian's pgqd 3.5, for the side-by-side benchmark, unpacked and never installed: the
+# package's postinst enables a system-wide pgqd.service, which nobody running a benchmark
+# asked for. `apt-get download` + `dpkg -x` into a per-user cache directory rather than
+# under target/: it survives `cargo clean`, every checkout of the repository shares it,
+# and it is nothing cargo built. PGQD_REFERENCE, when already set to a program that runs,
+# is kept (a reference built elsewhere).
+ensure_reference() {
+    if [ -n "${PGQD_REFERENCE:-}" ] && "$PGQD_REFERENCE" -V >/dev/null 2>&1; then
+        echo "== reference pgqd: $PGQD_REFERENCE ($("$PGQD_REFERENCE" -V))"
+        export PGQD_REFERENCE
+        return
+    fi
+    local cache="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pgqd-reference"
+    PGQD_REFERENCE="$cache/usr/bin/pgqd"
+    if [ ! -x "$PGQD_REFERENCE" ]; then
+        fetch_reference "$cache"
+    fi
+    if ! "$PGQD_REFERENCE" -V >/dev/null 2>&1; then
+        install_reference_libraries "$cache"
+    fi
+    echo "== reference pgqd: $PGQD_REFERENCE ($("$PGQD_REFERENCE" -V))"
+    export PGQD_REFERENCE
+}
+
+# Downloads pgqd's .deb and unpacks it into $1. The unpacking goes to a temporary sibling
+# first and is renamed into place, so concurrent runs (parallel tests) never see half a tree.
+fetch_reference() {
+    local cache=$1 tmp
+    mkdir -p "$(dirname "$cache")"
+    tmp=$(mktemp -d "$cache.XXXXXX")
+    echo "== fetching the reference pgqd 3.5 into $cache (apt-get download pgqd; not installed)"
+    # apt-get download writes into the current directory; as root it warns that the
+    # download is not sandboxed (the _apt user cannot write there), which is harmless.
+    if ! (cd "$tmp" && apt-get download -q pgqd >/dev/null 2>&1); then
+        apt_root update -q  # no package lists yet (a fresh container)
+        (cd "$tmp" && apt-get download -q pgqd)
+    fi
+    dpkg -x "$tmp"/pgqd_*.deb "$tmp/root"
+    mv "$tmp"/pgqd_*.deb "$tmp/root/"
+    mv -T "$tmp/root" "$cache" 2>/dev/null || true  # another run got there first: keep theirs
+    rm -rf "$tmp"
+}
+
+# Installs the shared libraries the unpacked binary needs (libevent, libpq5; plain
+# libraries, no service), taken from the package's Depends line.
+install_reference_libraries() {
+    local cache=$1 dep missing=()
+    for dep in $(dpkg-deb -f "$cache"/pgqd_*.deb Depends | tr ',' '\n' | sed -n 's/^ *\(lib[^ ]*\).*/\1/p'); do
+        dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q 'install ok installed' || missing+=("$dep")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+    if ! "$PGQD_REFERENCE" -V >/dev/null; then
+        echo "the reference pgqd at $PGQD_REFERENCE does not run (ldd shows what it lacks)" >&2
+        exit 1
+    fi
 }

@@ -1,0 +1,9 @@
+"""The benchmark and soak behind bench/run.sh (Python 3 standard library only; talks to
+PostgreSQL through psql).
+
+Layout: cli (options, building our pgqd, start to cleanup), cluster (the throwaway
+server, its databases, psql), daemons (pgqd.ini, start, stop), procfs (/proc readings),
+activity (the daemon as pg_stat_activity and pg_stat_statements show it), metrics (one
+object per measured figure), scenarios (scenarios as data, the A B runs), report (tables,
+docs/benchmarks.md), soak (--soak).
+"""

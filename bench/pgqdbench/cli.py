@@ -1,0 +1,162 @@
+"""bench/run.sh's options, building our pgqd, and the whole benchmark or soak from start to
+cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .cluster import BenchError, log
+from .daemons import Daemon
+from .report import REPO, tables, write_markdown
+from .scenarios import DEFAULT_SCENARIOS, Bench, Scenario, per_dbs_list, scenario_list
+from .soak import Soak
+
+
+def default_reference() -> str:
+    return os.environ.get("PGQD_REFERENCE") or "/usr/bin/pgqd"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run.sh",
+        description="Runs pgqd 3.5 and this pgqd in turn (A B A B ...) on one throwaway "
+                    "PostgreSQL cluster and compares them.")
+    p.add_argument("--scenarios", type=scenario_list, default=scenario_list(DEFAULT_SCENARIOS),
+                   help="DBSxTICKER_PERIOD, comma-separated, ascending DBS "
+                        f"(default {DEFAULT_SCENARIOS})")
+    p.add_argument("--rounds", type=int, default=3, help="A B pairs per scenario (default 3)")
+    p.add_argument("--window", type=per_dbs_list, default=per_dbs_list("100=60,1000=30"),
+                   help="measured window in seconds: one number, or DBS=SECS per database "
+                        "count (default 100=60,1000=30)")
+    p.add_argument("--warmup", type=per_dbs_list, default=per_dbs_list("100=10,1000=30"),
+                   help="seconds after every database has ticked before the window, as "
+                        "--window (default 100=10,1000=30)")
+    p.add_argument("--restart", choices=["default", "all", "none"], default="default",
+                   help="restart test in the ticker_period 1 scenarios (default), all, none")
+    p.add_argument("--restart-timeout", type=float, default=120,
+                   help="seconds to wait for ticking after the restart (default 120)")
+    p.add_argument("--start-timeout", type=float, default=120,
+                   help="seconds to wait for every database to tick after start (default 120)")
+    p.add_argument("--sample-every", type=float, default=5,
+                   help="seconds between pg_stat_activity samples (default 5)")
+    p.add_argument("--reference", default=default_reference(),
+                   help="pgqd 3.5 (default $PGQD_REFERENCE, which bench/run.sh sets to "
+                        "Debian's pgqd unpacked in a cache, else /usr/bin/pgqd)")
+    p.add_argument("--ours", help="our pgqd; default: cargo build --release --locked, "
+                                  "then target/release/pgqd")
+    p.add_argument("--rev", help="build our pgqd from this git revision (a clean export "
+                                 "under target/bench-src) instead of the working tree")
+    p.add_argument("--out", help="markdown report to write (default docs/benchmarks.md; "
+                                 "none with --quick); '-' for none")
+    p.add_argument("--json", help="also write every run's raw figures to this file")
+    p.add_argument("--keep", action="store_true", help="keep the cluster directory")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke mode: 5 databases, ticker_period 1, 1 round, 4 s window, "
+                        "restart timeout 10 s, no report file")
+    soak = p.add_argument_group(
+        "soak", "--soak MINUTES runs only our pgqd (and pgqd 3.5 after it with "
+                "--soak-reference) for that long while, once a minute, a database is "
+                "created, one dropped and the server restarted; it samples the daemon's RSS "
+                "and open descriptors every few seconds, reports their start, end, maximum "
+                "and growth and whether ticking resumed after each restart, and stops by "
+                "itself. Exit status 1 when ours died or did not resume ticking.")
+    soak.add_argument("--soak", type=float, metavar="MINUTES", help="soak instead of benchmark")
+    soak.add_argument("--soak-dbs", type=int, default=20,
+                      help="pgq databases during the soak (default 20)")
+    soak.add_argument("--soak-reference", action="store_true",
+                      help="soak pgqd 3.5 too, after ours")
+    soak.add_argument("--soak-out", help="also write the soak report to this markdown file")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.scenarios, a.rounds, a.window = [Scenario(5)], 1, {0: 4.0}
+        a.warmup, a.restart_timeout, a.start_timeout, a.sample_every = {0: 1.0}, 10, 30, 1
+    if a.out is None:
+        a.out = "-" if a.quick else str(REPO / "docs" / "benchmarks.md")
+    return a
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def build_ours(args: argparse.Namespace) -> None:
+    """Sets args.ours (the binary) and args.ours_source (what it was built from)."""
+    if args.ours:
+        args.ours_source = "binary given with --ours"
+        return
+    cargo = ["cargo", "build", "--release", "--locked"]
+    if args.rev:
+        # A clean export of one commit, built apart from the working tree's target/.
+        commit = git("rev-parse", "--short", args.rev + "^{commit}")
+        src, out = REPO / "target" / "bench-src", REPO / "target" / "bench-build"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        log(f"{' '.join(cargo)} (commit {commit})")
+        subprocess.run(cargo, cwd=src, check=True, env=dict(os.environ, CARGO_TARGET_DIR=str(out)))
+        args.ours = str(out / "release" / "pgqd")
+        args.ours_source = f"built from commit {commit} with `{' '.join(cargo)}`"
+    else:
+        log(" ".join(cargo))
+        subprocess.run(cargo, cwd=REPO, check=True)
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+        args.ours = str((REPO / target) / "release" / "pgqd")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "src", "Cargo.toml",
+                    "Cargo.lock")
+        args.ours_source = (f"built from the working tree at commit {git('rev-parse', '--short', 'HEAD')}"
+                            f"{' with local changes' if dirty else ''}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if (not args.soak or args.soak_reference) and not os.path.exists(args.reference):
+        raise BenchError(f"reference pgqd not found at {args.reference} (bench/run.sh fetches it)")
+    build_ours(args)
+    args.ours = os.path.abspath(args.ours)
+    args.reference = os.path.abspath(args.reference)
+    job = Soak(args) if args.soak else Bench(args)
+
+    def cleanup() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # finish cleaning up whatever arrives
+        Daemon.stop_all()
+        if job.cluster:
+            job.cluster.cleanup()
+            job.cluster = None
+
+    atexit.register(cleanup)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: sys.exit(128 + s))
+
+    if args.soak:
+        return job.run()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    args.loadavg_start = os.getloadavg()
+    t = time.monotonic()
+    runs = job.run()
+    elapsed = time.monotonic() - t
+    print()
+    print(tables(runs, args))
+    if args.json:
+        finite = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in r.items()} for r in runs]  # JSON has no Infinity: timeouts are null
+        Path(args.json).write_text(json.dumps(finite, indent=1, default=str) + "\n")
+    if args.out != "-":
+        write_markdown(Path(args.out), runs, args, job.cluster, started, elapsed)
+        log(f"wrote {args.out}")
+    log(f"done in {elapsed / 60:.1f} min")
+    return 0
