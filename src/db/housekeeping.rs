@@ -128,7 +128,9 @@ impl Housekeeping {
             self.maint_call(ctx, session, config).await?;
             return Ok(Step::More);
         }
-        if self.next_queue_stats <= now {
+        // The figures are only for the HTTP listener: without one nobody reads them,
+        // and the session stays free of those functions' caches.
+        if self.next_queue_stats <= now && !config.http_listen.is_empty() {
             self.queue_stats(ctx, session, config).await?;
             return Ok(Step::More);
         }
