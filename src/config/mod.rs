@@ -67,6 +67,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// `text` (pgqd's line format) or `json` (one object per line).
     pub log_format: LogFormat,
+    /// Non-zero: only the instance holding a database's leader lock ticks it; 0 is
+    /// pgqd 3.5's behaviour (every instance ticks).
+    #[serde(with = "value::integer")]
+    pub leader_lock: i64,
 }
 
 /// How log lines are written.
@@ -101,6 +105,7 @@ impl Default for Config {
             maint_timeout: secs(600),
             connect_timeout: secs(10),
             log_format: LogFormat::Text,
+            leader_lock: 1,
         }
     }
 }
