@@ -7,7 +7,7 @@
 //! `pg_stat_activity` count the instances whose backend ran the ticker call recently.
 
 mod pair;
-//mod patroni;
+mod patroni;
 
 use std::time::Duration;
 
@@ -54,24 +54,26 @@ pub fn ticks_by(client: &mut postgres::Client, app: &str) -> i64 {
 /// One sample: how many instances (distinct `application_name`s) have a backend in
 /// `db` whose latest query, started within `recent`, was the ticker call. A follower's
 /// latest query is its lock attempt, a replaced leader connection's its unlock.
-pub fn ticking_now(client: &mut postgres::Client, db: &str, recent: Duration) -> i64 {
+pub fn ticking_now(
+    client: &mut postgres::Client,
+    db: &str,
+    recent: Duration,
+) -> Result<i64, postgres::Error> {
     let recent = format!("{} ms", recent.as_millis());
-    client
+    Ok(client
         .query_one(
             "select count(distinct application_name) from pg_stat_activity where datname = $1 and query like 'select pgq.ticker()%' and query_start > clock_timestamp() - $2::text::interval",
             &[&db, &recent],
-        )
-        .unwrap()
-        .get(0)
+        )?
+        .get(0))
 }
 
 /// The `application_name` of the session holding `db`'s leader lock, if any.
-pub fn lock_holder(client: &mut postgres::Client) -> Option<String> {
-    client
+pub fn lock_holder(client: &mut postgres::Client) -> Result<Option<String>, postgres::Error> {
+    Ok(client
         .query_opt(
             "select a.application_name from pg_locks l join pg_database d on d.oid = l.database join pg_namespace n on n.oid = l.objid join pg_stat_activity a on a.pid = l.pid where d.datname = current_catalog and n.nspname = 'pgq' and l.locktype = 'advisory' and l.classid = d.oid and l.objsubid = 2 and l.granted",
             &[],
-        )
-        .unwrap()
-        .map(|row| row.get(0))
+        )?
+        .map(|row| row.get(0)))
 }

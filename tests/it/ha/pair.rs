@@ -161,13 +161,13 @@ impl Pair {
     fn roles(&self) -> (Role, Role) {
         let mut client = self.cluster.connect(&self.db);
         self.wait("a leader and a follower", || {
-            lock_holder(&mut client).is_some()
+            lock_holder(&mut client).unwrap().is_some()
                 && self
                     .daemons
                     .iter()
                     .any(|d| d.output().contains("following:"))
         });
-        let holder = lock_holder(&mut client).unwrap();
+        let holder = lock_holder(&mut client).unwrap().unwrap();
         let index = APPS.iter().position(|a| *a == holder).unwrap();
         let role = |index: usize| Role {
             index,
@@ -182,7 +182,7 @@ impl Pair {
         let start = Instant::now();
         let mut most = 0;
         while start.elapsed() < window {
-            most = most.max(ticking_now(&mut observer, &self.db, PERIOD * 2));
+            most = most.max(ticking_now(&mut observer, &self.db, PERIOD * 2).unwrap());
             std::thread::sleep(Duration::from_millis(50));
         }
         most
