@@ -102,6 +102,29 @@ fn a_stopped_leader_loses_the_lock_to_the_idle_session_timeout() {
     );
 }
 
+/// connection_lifetime = 1 on both instances: every renewal releases the lock on the
+/// old session and claims it on the new one, handing it over only to an instance that
+/// tries it just then; through many renewals no sample sees both ticking, and ticking
+/// goes on.
+#[test]
+fn connection_renewal_never_makes_two_leaders() {
+    let pair = Pair::start("pair_renew", &["connection_lifetime = 1"]);
+    let _ = pair.roles();
+    let mut client = pair.cluster.connect(&pair.db);
+    let before: i64 = APPS.iter().map(|app| ticks_by(&mut client, app)).sum();
+    pair.check(
+        pair.max_ticking(Duration::from_secs(4)) == 1,
+        "one instance ticking at every sample through the renewals",
+    );
+    let after: i64 = APPS.iter().map(|app| ticks_by(&mut client, app)).sum();
+    pair.check(after > before + 5, "ticking went on");
+    let runs = tick_runs(&mut client);
+    eprintln!(
+        "leadership runs through 4 s of renewals every second: {}",
+        runs.len()
+    );
+}
+
 /// With leader_lock = 0 both instances tick, as pgqd 3.5 does: a sample sees both
 /// running the ticker and their ticks interleave. (The samplers above can fail.)
 #[test]
