@@ -67,6 +67,7 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = json
+leader_lock = 0
 ")
     .unwrap();
     let from_toml = toml_text(
@@ -90,6 +91,7 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = "json"
+leader_lock = 0
 "#,
     )
     .unwrap();
@@ -99,13 +101,14 @@ log_format = "json"
     assert_eq!(from_ini.maint_period, Duration::from_millis(7500));
     assert_eq!(from_ini.base_connstr.expose(), "host=/tmp port=5433");
     assert_eq!(from_ini.log_format, LogFormat::Json);
+    assert_eq!(from_ini.leader_lock, 0);
     assert_eq!(from_ini.logfile.as_deref(), Some(Path::new("/tmp/l.log")));
 }
 
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 19, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 20, "{:?}", known_keys());
 }
 
 /// Times are non-negative decimal seconds; units, signs and zero are refused with
