@@ -77,9 +77,7 @@ pub async fn claim(
     }
     let backend: i32 = row.try_get(1).unwrap_or(0);
     let period = config.ticker_period;
-    limit_session(ctx, session, period)
-        .await
-        .map_err(End::failed("leader"))?;
+    limit_session(ctx, session, period).await?;
     Ok(Some(Lock::Held { backend, period }))
 }
 
@@ -98,9 +96,7 @@ pub async fn keep(
             info!(job = "leader", "leading: took the leader lock");
         }
         Lock::Held { backend, period } if period != config.ticker_period => {
-            limit_session(ctx, session, config.ticker_period)
-                .await
-                .map_err(End::failed("leader"))?;
+            limit_session(ctx, session, config.ticker_period).await?;
             *lock = Lock::Held {
                 backend,
                 period: config.ticker_period,
@@ -231,23 +227,33 @@ async fn holder(ctx: &DbContext, session: &Session) -> Result<String, PgError> {
     ))
 }
 
-async fn limit_session(
-    ctx: &DbContext,
-    session: &Session,
-    period: Duration,
-) -> Result<(), PgError> {
+/// Sets the leader's session limits for `period`. A server that refuses them (a
+/// setting locked down by a hosting provider, say) only logs it: the leader still
+/// ticks, and merely a vanished leader's lock stays until the server notices it is gone.
+async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> Result<(), End> {
     let limit = idle_limit(period);
     let millis = limit.as_millis().to_string();
     let keepalive_idle = (limit.as_secs() / 2).max(1).to_string();
-    session
+    let result = session
         .query(
             LIMIT_SESSION,
             &[Some(&millis), Some(&keepalive_idle)],
             CALL_TIMEOUT,
             &ctx.shutdown,
         )
-        .await?;
-    Ok(())
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.ends_connection() || e.is_shutdown() => Err(End::failed("leader")(e)),
+        Err(e) => {
+            warn!(
+                job = "leader",
+                sqlstate = e.sqlstate(),
+                "cannot set the leader session's idle_session_timeout and TCP timeouts: {e}; a vanished leader's lock is then freed only when the server notices"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// How long the leader's session may idle before the server ends it: max(10 s,
