@@ -89,6 +89,9 @@ settings! {
     http_listen: String = Text, "";
     /// Seconds between readings of PgQ's queue and consumer figures per database.
     queue_stats_period: Duration = Seconds, "30";
+    /// Non-zero: tick a database only while holding its leader lock (one instance of
+    /// several ticks); 0: tick without it, as pgqd 3.5.
+    leader_lock: i64 = Integer, "1";
 }
 
 /// The key called `name`.

@@ -24,6 +24,8 @@ pub enum End {
     NoPgq,
     /// Start over with a probe on a new connection (pgq changed, promotion).
     Reprobe,
+    /// Another instance holds the leader lock: follow it on the phase's session.
+    Follow,
     /// A call of `job` failed; the error says whether to reconnect quickly or wait.
     Failed { job: &'static str, error: PgError },
 }

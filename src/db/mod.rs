@@ -1,24 +1,28 @@
-//! One database: a task that probes it for pgq, waits on a hot standby, then ticks
-//! with housekeeping between the ticks, on one kept connection. Each phase lives in a
-//! file of its own and returns how it ended ([`End`]); this file alone maps those
-//! ends to the next state, with the backoff and the outage lines.
+//! One database: a task that probes it for pgq, waits on a hot standby, takes the
+//! database's leader lock (or follows the instance that holds it), then ticks with
+//! housekeeping between the ticks, on one kept connection. Each phase lives in a file
+//! of its own and returns how it ended ([`End`]); this file alone maps those ends to
+//! the next state, with the backoff and the outage lines.
 //!
 //! - `context`: what the phases share, the phase ends and the outage bookkeeping.
 //! - `probe`: connect, check pgq, primary or standby; the wait for promotion.
+//! - `leader`: the leader lock per database; the follower's quiet wait to take over.
 //! - `ticking`: `pgq.ticker()` at a fixed rate, housekeeping after each call.
 //! - `housekeeping`: retry and maintenance, inline and bounded, slow work moved aside.
 
 mod context;
 mod housekeeping;
+mod leader;
 mod probe;
 mod ticking;
 
 use std::time::Duration;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 pub use context::{DbContext, End, Outage};
 pub use housekeeping::Housekeeping;
+pub use leader::Lock;
 pub use ticking::Ticking;
 
 use crate::pg::{PgError, Session};
@@ -31,7 +35,10 @@ enum State {
     Probing,
     NoPgq,
     Standby(Session),
-    Ticking(Session),
+    /// The session and how it stands with the leader lock (held, or not in use).
+    Ticking(Session, Lock),
+    /// Another instance holds the leader lock; the session tries it every second.
+    Following(Session),
     BackingOff(Duration),
     Stopped,
 }
@@ -42,8 +49,18 @@ impl State {
             State::Probing | State::Stopped => DbState::Probing,
             State::NoPgq => DbState::NoPgq,
             State::Standby(_) => DbState::Standby,
-            State::Ticking(_) => DbState::Ticking,
+            State::Ticking(..) => DbState::Ticking,
+            State::Following(_) => DbState::Follower,
             State::BackingOff(_) => DbState::BackingOff,
+        }
+    }
+
+    /// Whether this instance leads the database (`None`: no lock in play).
+    fn leader(&self) -> Option<bool> {
+        match self {
+            State::Ticking(_, Lock::Held { .. }) => Some(true),
+            State::Following(_) => Some(false),
+            _ => None,
         }
     }
 }
@@ -69,6 +86,7 @@ impl DbTask {
         let mut state = State::Probing;
         loop {
             self.ctx.stats.set_state(&self.ctx.name, state.kind());
+            self.ctx.stats.set_leader(&self.ctx.name, state.leader());
             // Each phase's future is boxed, so that an idle database task holds the
             // future of the phase it is in, not one the size of the largest phase.
             state = match state {
@@ -78,7 +96,13 @@ impl DbTask {
                     let end = Box::pin(probe::wait_for_promotion(&self.ctx, session)).await;
                     self.next(end)
                 }
-                State::Ticking(session) => Box::pin(self.tick(session)).await,
+                State::Ticking(session, lock) => Box::pin(self.tick(session, lock)).await,
+                State::Following(session) => {
+                    match Box::pin(leader::follow(&self.ctx, session)).await {
+                        Ok((session, lock)) => State::Ticking(session, lock),
+                        Err(end) => self.next(end),
+                    }
+                }
                 State::BackingOff(delay) => self.idle(delay).await,
                 State::Stopped => return,
             };
@@ -98,7 +122,7 @@ impl DbTask {
             Ok(found) => {
                 self.outage.end();
                 match found {
-                    Found::Primary(session) => State::Ticking(session),
+                    Found::Primary(session) => self.claim(session).await,
                     Found::Standby(session) => State::Standby(session),
                 }
             }
@@ -106,13 +130,30 @@ impl DbTask {
         }
     }
 
-    async fn tick(&mut self, session: Session) -> State {
-        let mut ticking = Ticking::new(&self.ctx, session);
+    /// On a primary: lead (tick) when the leader lock is ours, else follow.
+    async fn claim(&mut self, session: Session) -> State {
+        match leader::claim(&self.ctx, &session, &self.ctx.config()).await {
+            Ok(Some(lock)) => {
+                if lock != Lock::NotUsed {
+                    info!(job = "leader", "leading: took the leader lock");
+                }
+                State::Ticking(session, lock)
+            }
+            Ok(None) => State::Following(session),
+            Err(end) => self.next(end),
+        }
+    }
+
+    async fn tick(&mut self, session: Session, lock: Lock) -> State {
+        let mut ticking = Ticking::leading(&self.ctx, session, lock);
         let end = ticking.run().await;
         // The backoff starts over only once ticking works: a database that connects
         // but fails at once is never re-probed faster than the backoff allows.
         if ticking.ticked() {
             self.backoff.reset();
+        }
+        if let End::Follow = end {
+            return State::Following(ticking.into_session());
         }
         self.next(end)
     }
@@ -128,6 +169,9 @@ impl DbTask {
                 State::NoPgq
             }
             End::Reprobe => State::BackingOff(self.backoff.next_delay()),
+            // Only the ticking phase ends so, and `tick` follows on its session; had
+            // another phase lost its session, a probe finds the leader again.
+            End::Follow => State::Probing,
             End::Failed { job, error } => self.failed(job, error),
         }
     }

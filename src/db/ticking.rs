@@ -1,7 +1,7 @@
 //! The ticking phase of a database task: `pgq.ticker()` at a fixed rate on the
-//! database's one connection, the due housekeeping after each call, the connection
-//! replaced after `connection_lifetime`, and failing queues logged once each rather
-//! than every period.
+//! database's one connection while it holds the leader lock, the due housekeeping
+//! after each call, the connection (and the lock with it) replaced after
+//! `connection_lifetime`, and failing queues logged once each rather than every period.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +10,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::context::{DbContext, End};
 use super::housekeeping::Housekeeping;
+use super::leader::{self, Lock};
 use crate::config::Config;
 use crate::jobs::{Limits, ticker};
 use crate::pg::{PgError, Session};
@@ -19,6 +20,8 @@ use crate::schedule::{Every, spread_share};
 pub struct Ticking<'a> {
     ctx: &'a DbContext,
     session: Session,
+    /// The leader lock as this phase holds it.
+    lock: Lock,
     housekeeping: Housekeeping,
     /// Queues that failed in the per-queue fallback, so each is logged once.
     failing: BTreeSet<String>,
@@ -35,10 +38,18 @@ pub struct Ticking<'a> {
 }
 
 impl<'a> Ticking<'a> {
+    /// A ticking phase on `session`, which has not claimed the leader lock: the first
+    /// turn claims it (with `leader_lock` on).
     pub fn new(ctx: &'a DbContext, session: Session) -> Self {
+        Ticking::leading(ctx, session, Lock::NotUsed)
+    }
+
+    /// A ticking phase on `session`, which stands with the leader lock as `lock` says.
+    pub fn leading(ctx: &'a DbContext, session: Session, lock: Lock) -> Self {
         Ticking {
             ctx,
             session,
+            lock,
             housekeeping: Housekeeping::new(),
             failing: BTreeSet::new(),
             fallback_cause: None,
@@ -70,12 +81,18 @@ impl<'a> Ticking<'a> {
         self.ticked
     }
 
+    /// The phase's session, for the follower phase after [`End::Follow`].
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+
     /// One turn: the ticker call, then due housekeeping calls on the same session for
     /// at most half a ticker_period, so the next tick is never held up by more than
-    /// one bounded call.
+    /// one bounded call. `Err(End::Follow)` when another instance has the leader lock.
     pub async fn turn(&mut self, config: &Config) -> Result<(), End> {
         let started = Instant::now();
         self.renew_connection(config).await?;
+        leader::keep(&mut self.lock, self.ctx, &self.session, config).await?;
         self.tick(config).await?;
         if self.replace {
             return Ok(());
@@ -106,6 +123,13 @@ impl<'a> Ticking<'a> {
                     );
                     self.timeouts = 0;
                 }
+                if let ticker::TickOutcome::All {
+                    backend: Some(backend),
+                    ..
+                } = outcome
+                {
+                    leader::check_backend(&mut self.lock, backend);
+                }
                 self.record(outcome);
                 Ok(())
             }
@@ -113,7 +137,8 @@ impl<'a> Ticking<'a> {
         }
     }
 
-    /// Replaces the connection when it is old, closed or flagged after a timeout.
+    /// Replaces the connection when it is old, closed or flagged after a timeout, and
+    /// moves the leader lock to the new one (see [`leader::renew`]).
     async fn renew_connection(&mut self, config: &Config) -> Result<(), End> {
         let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
         if self.session.is_closed() {
@@ -133,9 +158,10 @@ impl<'a> Ticking<'a> {
         } else {
             return Ok(());
         }
-        self.session = self.ctx.connect().await.map_err(End::failed("ticker"))?;
+        let fresh = self.ctx.connect().await.map_err(End::failed("ticker"))?;
+        let old = std::mem::replace(&mut self.session, fresh);
         self.replace = false;
-        Ok(())
+        leader::renew(&mut self.lock, self.ctx, old, &self.session, config).await
     }
 
     /// What a failed ticker call means: `Ok` keeps ticking.
@@ -172,7 +198,7 @@ impl<'a> Ticking<'a> {
 
     fn record(&mut self, outcome: ticker::TickOutcome) {
         match outcome {
-            ticker::TickOutcome::All(queues) => {
+            ticker::TickOutcome::All { queues, .. } => {
                 trace!("ticker: {queues} queues ticked");
                 if self.fallback_cause.take().is_some() {
                     info!(job = "ticker", "pgq.ticker() works again for all queues");

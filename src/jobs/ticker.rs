@@ -1,12 +1,16 @@
 //! One ticker turn: `pgq.ticker()` for all queues, with a per-queue fallback so one
 //! broken queue does not stop the others.
 
+use tokio_postgres::SimpleQueryMessage;
+
 use crate::pg::{PgError, Session, simple_first_int};
 
 use super::Limits;
 
-/// What pgqd 3.5 calls, once per ticker_period: pgq decides per queue whether a tick is due.
-pub const TICK_ALL: &str = "select pgq.ticker()";
+/// What pgqd 3.5 calls, once per ticker_period: pgq decides per queue whether a tick is
+/// due. The backend's pid comes back in the same call, for the leader lock's pooler
+/// guard (`db/leader.rs`), at no extra round trip.
+pub const TICK_ALL: &str = "select pgq.ticker(), pg_backend_pid()";
 /// The queues `pgq.ticker()` would tick, in its order.
 const ELIGIBLE_QUEUES: &str = "select queue_name from pgq.queue where not queue_external_ticker and not queue_ticker_paused order by queue_name";
 /// The per-queue ticker; it applies the same "is a tick due" rules as the all-queue call.
@@ -18,8 +22,9 @@ pub const TICKER_EXISTS: &str = "select 1 from pg_catalog.pg_proc p join pg_cata
 /// How a ticker turn went.
 #[derive(Debug)]
 pub enum TickOutcome {
-    /// `pgq.ticker()` succeeded; the number of queues it ticked.
-    All(i64),
+    /// `pgq.ticker()` succeeded: the number of queues it ticked, and the pid of the
+    /// backend that ran the call.
+    All { queues: i64, backend: Option<i32> },
     /// `pgq.ticker()` failed (`cause`); each queue was ticked on its own and these failed.
     Fallback {
         cause: PgError,
@@ -39,7 +44,12 @@ pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome,
         .execute_simple(TICK_ALL, limits.timeout, limits.shutdown)
         .await
     {
-        Ok(messages) => return Ok(TickOutcome::All(simple_first_int(&messages))),
+        Ok(messages) => {
+            return Ok(TickOutcome::All {
+                queues: simple_first_int(&messages),
+                backend: second_column_int(&messages),
+            });
+        }
         Err(e) if e.ends_connection() || e.is_timeout() => return Err(e),
         Err(e) if e.is_missing_object() && !ticker_exists(session, limits).await? => {
             return Err(e);
@@ -74,4 +84,12 @@ async fn ticker_exists(session: &Session, limits: &Limits<'_>) -> Result<bool, P
         .query(TICKER_EXISTS, &[], limits.timeout, limits.shutdown)
         .await?;
     Ok(!rows.is_empty())
+}
+
+/// The second column of the first row as an integer (the backend pid of [`TICK_ALL`]).
+fn second_column_int(messages: &[SimpleQueryMessage]) -> Option<i32> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(1).and_then(|v| v.parse().ok()),
+        _ => None,
+    })
 }

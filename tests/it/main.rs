@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod conninfo;
 mod engine;
+mod ha;
 mod service;
 mod status;
 mod turns;

@@ -60,6 +60,7 @@ fn every_key_from_the_environment() {
         ("log_format", "json"),
         ("http_listen", "127.0.0.1:9650"),
         ("queue_stats_period", "15"),
+        ("leader_lock", "0"),
     ];
     assert_eq!(settings.len(), known_keys().len());
     let ini: String = settings

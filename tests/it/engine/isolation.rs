@@ -205,7 +205,7 @@ fn lock_waiters(observer: &mut postgres::Client, db: &str) -> Vec<i32> {
 fn ticker_waiting(observer: &mut postgres::Client, db: &str) -> bool {
     observer
         .query_one(
-            "select count(*) from pg_stat_activity where application_name = 'pgqd' and datname = $1 and wait_event_type = 'Lock' and query = 'select pgq.ticker()'",
+            "select count(*) from pg_stat_activity where application_name = 'pgqd' and datname = $1 and wait_event_type = 'Lock' and query like 'select pgq.ticker()%'",
             &[&db],
         )
         .unwrap()

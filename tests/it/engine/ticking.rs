@@ -165,7 +165,7 @@ fn ticker_connection_is_renewed_after_its_lifetime() {
         check(&daemon, held <= 2, &format!("{held} pgqd connections"));
         let rows = observer
             .query(
-                "select pid from pg_stat_activity where application_name = 'pgqd' and datname = $1 and query = 'select pgq.ticker()'",
+                "select pid from pg_stat_activity where application_name = 'pgqd' and datname = $1 and query like 'select pgq.ticker()%'",
                 &[&db],
             )
             .unwrap();
