@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs pgqd's whole test suite: installs what is missing (PostgreSQL server, pgq for
-# its major version, Debian's pgqd 3.5 for side-by-side checks), then fmt, clippy and
-# cargo test against real throwaway PostgreSQL clusters.
+# its major version, Patroni and etcd; Debian's pgqd 3.5 is unpacked into a cache for
+# side-by-side checks, never installed), then fmt, clippy and cargo test against real
+# throwaway PostgreSQL clusters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 
 ensure_packages
+ensure_test_packages
 export PATH="$PG_BINDIR:$PATH"
 
 echo "== cargo fmt --check"

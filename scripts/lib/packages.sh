@@ -53,6 +53,19 @@ ensure_packages() {
     echo "== PostgreSQL $PG_MAJOR at $PG_BINDIR with pgq"
 }
 
+# What the test suite needs beyond PostgreSQL and pgq: Patroni with etcd (failover
+# tests), setpriv to run Patroni as the postgres user.
+ensure_test_packages() {
+    local missing=()
+    command -v patroni >/dev/null || missing+=(patroni)
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    command -v etcdctl >/dev/null || missing+=(etcd-client)
+    command -v setpriv >/dev/null || missing+=(util-linux)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 # Debian's pgqd 3.5, for the side-by-side benchmark, unpacked and never installed: the
 # package's postinst enables a system-wide pgqd.service, which nobody running a benchmark
 # asked for. `apt-get download` + `dpkg -x` into a per-user cache directory rather than
