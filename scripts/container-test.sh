@@ -276,6 +276,10 @@ test_kube() {
     pod_ticked() { [ "$(psql_pod -c "select count(*) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'k'")" -gt 1 ]; }
     wait_for "the sidecar to tick the pod's PostgreSQL" pod_ticked
     echo "ok: the sidecar ticks the PostgreSQL in its pod"
+    # What the probes ask, asked from inside the sidecar: podman 4.3 would run an
+    # httpGet probe as curl in the container, and the image has no curl.
+    wait_for "the sidecar's /healthz on 9650" podman exec postgres-pgqd-pgqd pgqd --healthcheck /etc/pgqd/pgqd.ini
+    echo "ok: the sidecar's health endpoint answers on port 9650"
     podman kube down docker/kubernetes/pgqd-sidecar.yaml >/dev/null 2>>"$TMP/podman.log"
     podman secret rm postgres-pgqd >/dev/null
 }
