@@ -124,8 +124,20 @@ build_images() {
     "$CACHE/venv/bin/hadolint" docker/Dockerfile docker/postgres-pgq/Dockerfile docker/postgres-pgq/Dockerfile.debian
     step "building $IMAGE from the .deb"
     # The build stage is replaced by the directory holding the .deb (no Rust image).
-    podman build --quiet --format docker --build-context build="$CACHE/deb" \
+    # Podman's layer cache does not look into bind-mounted files: a new .deb needs a
+    # build without the cache.
+    local sum fresh=()
+    sum=$(sha256sum <"$CACHE/deb/out/pgqd.deb")
+    if [ "$sum" != "$(cat "$CACHE/deb.sha256" 2>/dev/null)" ] || ! podman image exists "$IMAGE"; then
+        fresh=(--no-cache)
+    fi
+    podman build --quiet --format docker "${fresh[@]}" --build-context build="$CACHE/deb" \
         -f docker/Dockerfile -t "$IMAGE" . >/dev/null
+    echo "$sum" >"$CACHE/deb.sha256"
+    local built packaged
+    built=$(podman run --rm --entrypoint sha256sum "$IMAGE" /usr/bin/pgqd 2>/dev/null | cut -d' ' -f1)
+    packaged=$(dpkg-deb --fsys-tarfile "$CACHE/deb/out/pgqd.deb" | tar -xO ./usr/bin/pgqd | sha256sum | cut -d' ' -f1)
+    [ "$built" = "$packaged" ] || fail "the image's /usr/bin/pgqd is not the one in the .deb"
     step "building $PG_IMAGE (Debian's PostgreSQL 15 and pgq)"
     podman build --quiet --format docker -f docker/postgres-pgq/Dockerfile.debian \
         -t "$PG_IMAGE" . >/dev/null
