@@ -2,7 +2,8 @@
 # Runs pgqd's whole test suite: installs what is missing (PostgreSQL server, pgq for
 # its major version, Patroni and etcd; Debian's pgqd 3.5 is unpacked into a cache for
 # side-by-side checks, never installed), then fmt, clippy and cargo test against real
-# throwaway PostgreSQL clusters.
+# throwaway PostgreSQL clusters, a real Prometheus and Patroni; then the Debian package
+# and the container image with podman (scripts/container-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
@@ -17,3 +18,5 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked "$@"
+echo "== package and container tests"
+scripts/container-test.sh
