@@ -2,6 +2,7 @@
 //! reminder at most once a minute and its end; identical errors logged at most once a
 //! minute while the metrics count every one.
 
+use std::fs;
 use std::time::Duration;
 
 use crate::engine::{check, eager_queue, lines_with, pgq_db, serving, wait_for};
@@ -66,6 +67,51 @@ fn repeated_maintenance_failure_is_logged_once() {
         &daemon,
         lines_with(&output, &["maintenance operation failed", "boom went off"]) == 1,
         "the identical failure is logged once a minute",
+    );
+}
+
+/// Prepends `line` to the cluster's pg_hba.conf and reloads the server.
+fn hba_first(cluster: &Cluster, line: &str) {
+    let path = cluster.data().join("pg_hba.conf");
+    let rest = fs::read_to_string(&path).unwrap();
+    fs::write(&path, format!("{line}\n{rest}")).unwrap();
+    cluster.exec("postgres", "select pg_reload_conf()");
+}
+
+/// With a wrong password (check_period = 1, so the daemon tries every second), the
+/// refusal is logged once, as "cannot connect" with SQLSTATE 28P01, while
+/// `pgqd_errors_total{sqlstate="28P01"}` counts every attempt; no line shows the
+/// password.
+#[test]
+fn wrong_password_is_logged_once() {
+    let cluster = Cluster::start();
+    let db = cluster.create_pgq_db("auth");
+    cluster.exec(
+        "postgres",
+        "create role app login password 'right-secret-pw'",
+    );
+    hba_first(&cluster, "local all app scram-sha-256");
+    let port = free_port();
+    let ini = format!(
+        "base_connstr = host={} port={} user=app password=wrong-secret-pw\ndatabase_list = {db}\ncheck_period = 1\n{}",
+        cluster.dir.display(),
+        cluster.port,
+        listen_on(port)
+    );
+    let daemon = Daemon::start(&ini);
+    wait_for(&daemon, "four refusals counted", || {
+        errors(port, &db, &[("sqlstate", "28P01")]) >= 4.0
+    });
+    let output = daemon.output();
+    check(
+        &daemon,
+        lines_with(&output, &["cannot connect", "28P01"]) == 1,
+        "the refusal is logged once, not at every attempt",
+    );
+    check(
+        &daemon,
+        !output.contains("secret-pw"),
+        "no password in the log",
     );
 }
 
