@@ -51,8 +51,13 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
         e,
         dbs,
         "pgqd_last_tick_timestamp_seconds",
-        "When the last successful ticker call of the database ended (Unix time)",
-        |s| s.last_tick_wall.map(unix),
+        "When the last successful ticker call of the database ended (Unix time); only for the databases this instance should tick, so a demoted or led database does not look stalled",
+        |s| {
+            s.state
+                .should_tick()
+                .then(|| s.last_tick_wall.map(unix))
+                .flatten()
+        },
     )?;
     per_db_labelled(
         e,
@@ -257,7 +262,7 @@ fn per_db_labelled(
 fn errors(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
     let mut m = e.encode_descriptor(
         "pgqd_errors",
-        "Errors by job and SQLSTATE (empty when the server sent none)",
+        "Errors by task (the job: probe, ticker, retry, maint, queue_stats; `job` is Prometheus' own label) and SQLSTATE (empty when the server sent none)",
         None,
         MetricType::Counter,
     )?;
@@ -267,7 +272,7 @@ fn errors(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
                 &mut m,
                 &[
                     ("datname", Escaped(db)),
-                    ("job", Escaped(job)),
+                    ("task", Escaped(job)),
                     ("sqlstate", Escaped(code)),
                 ],
                 *v,

@@ -54,9 +54,11 @@ ensure_packages() {
 }
 
 # What the test suite needs beyond PostgreSQL and pgq: Patroni with etcd (failover
-# tests), setpriv to run Patroni as the postgres user.
+# tests), setpriv to run Patroni as the postgres user, Prometheus with promtool (the
+# alert rules and a real scrape). The tests start their own servers on free ports.
 ensure_test_packages() {
     local missing=()
+    command -v promtool >/dev/null || missing+=(prometheus)
     command -v patroni >/dev/null || missing+=(patroni)
     command -v etcd >/dev/null || missing+=(etcd-server)
     command -v etcdctl >/dev/null || missing+=(etcd-client)

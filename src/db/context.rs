@@ -108,9 +108,10 @@ pub struct Outage {
 
 impl Outage {
     /// Logs the failure when it starts an outage (`lost`: a working connection was
-    /// lost, else none could be made); later ones of the same outage are DEBUG but for
-    /// a reminder once a minute. `true` when this failure started the outage.
-    pub fn begin(&mut self, job: &'static str, error: &PgError, lost: bool) -> bool {
+    /// lost, else none could be made; `hint` is added to that line); later ones of the
+    /// same outage are DEBUG but for a reminder once a minute. `true` when this failure
+    /// started the outage.
+    pub fn begin(&mut self, job: &'static str, error: &PgError, lost: bool, hint: &str) -> bool {
         let now = Instant::now();
         let Some(since) = self.since else {
             self.since = Some(now);
@@ -124,7 +125,7 @@ impl Outage {
             error!(
                 job,
                 sqlstate = error.sqlstate(),
-                "{what}: {error}; reconnecting"
+                "{what}: {error}{hint}; reconnecting"
             );
             return true;
         };

@@ -27,7 +27,7 @@ pub use ticking::Ticking;
 
 use crate::pg::{PgError, Session};
 use crate::schedule::Backoff;
-use crate::stats::DbState;
+use crate::stats::{DbState, Repeat};
 use probe::Found;
 
 /// What the database task does next; each state owns what it needs.
@@ -176,35 +176,45 @@ impl DbTask {
         }
     }
 
-    /// Refusals and unexpected errors come back once per check_period, so each is
-    /// logged; outages log their start, reminders and end.
+    /// A refusal (no such database, bad password, no permission) or an unexpected
+    /// error is tried again after check_period; a lost connection after the backoff.
+    /// Either way a run of failures is one outage: a line when it starts, a reminder
+    /// at most once a minute, a line when it ends.
     fn failed(&mut self, job: &'static str, error: PgError) -> State {
-        self.ctx.count_error(job, &error);
+        let repeat = self.ctx.count_error(job, &error);
         if error.is_timeout() {
             warn!(job, "{error}; reconnecting");
             return State::BackingOff(self.backoff.next_delay());
         }
-        if error.is_refusal() {
-            let hint = if self.ctx.name.contains('#') {
-                "; the name contains '#': pgqd.ini has no inline comments, so database_list may hold a comment"
+        if error.is_refusal() || error.is_connection_lost() {
+            // Only the probe makes a connection from nothing; every other job had one.
+            let lost = job != "probe" && error.is_connection_lost();
+            if self.outage.begin(job, &error, lost, self.hint()) {
+                self.ctx.stats.outage(&self.ctx.name);
+            }
+            return State::BackingOff(if error.is_refusal() {
+                self.ctx.config().check_period
             } else {
-                ""
-            };
+                self.backoff.next_delay()
+            });
+        }
+        if let Repeat::Log { .. } = repeat {
             error!(
                 job,
                 sqlstate = error.sqlstate(),
-                "cannot connect: {error}{hint}"
+                "{job} failed: {error}{}",
+                repeat.suffix()
             );
-            return State::BackingOff(self.ctx.config().check_period);
         }
-        if error.is_connection_lost() {
-            // Only the probe makes a connection from nothing; every other job had one.
-            if self.outage.begin(job, &error, job != "probe") {
-                self.ctx.stats.outage(&self.ctx.name);
-            }
-            return State::BackingOff(self.backoff.next_delay());
-        }
-        error!(job, sqlstate = error.sqlstate(), "{job} failed: {error}");
         State::BackingOff(self.ctx.config().check_period)
+    }
+
+    /// A hint for a database name that looks like it carries an inline comment.
+    fn hint(&self) -> &'static str {
+        if self.ctx.name.contains('#') {
+            "; the name contains '#': pgqd.ini has no inline comments, so database_list may hold a comment"
+        } else {
+            ""
+        }
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod conninfo;
 mod engine;
 mod ha;
+mod observability;
 mod service;
 mod status;
 mod turns;
