@@ -41,11 +41,21 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("timed out after {DEADLINE:?} waiting for {what}");
 }
 
-/// The PostgreSQL server binaries: `pg_config --bindir`, else the newest
+/// The PostgreSQL server binaries: `$PGQD_TEST_PG_BINDIR` (set by scripts/pg-matrix.sh
+/// to test other majors), else `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/*/bin` that has initdb.
 pub fn bindir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PGQD_TEST_PG_BINDIR") {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("initdb").exists(),
+                "PGQD_TEST_PG_BINDIR={} has no initdb",
+                dir.display()
+            );
+            return dir;
+        }
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if dir.join("initdb").exists() {
