@@ -67,11 +67,22 @@ pub fn ini(body: &str) -> String {
     format!("[pgqd]\nsyslog = 0\n{body}\n")
 }
 
-/// The PostgreSQL server binaries: `pg_config --bindir`, else the newest
+/// The PostgreSQL server binaries: `$TEST_PG_BINDIR` (set by scripts/pg-matrix.sh
+/// to test other majors; not `PGQD_*`, which every daemon started here would read as
+/// its own settings), else `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/*/bin` that has initdb.
 pub fn bindir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("TEST_PG_BINDIR") {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("initdb").exists(),
+                "TEST_PG_BINDIR={} has no initdb",
+                dir.display()
+            );
+            return dir;
+        }
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if dir.join("initdb").exists() {
