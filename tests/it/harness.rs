@@ -44,6 +44,16 @@ pub fn poll(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A child process killed on drop, so a failing test leaves no daemon behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits up to `deadline` for `child` to exit; `None` if it is still running.
 pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
     let mut exited = None;

@@ -310,12 +310,14 @@ fn systemd_notifications() {
             cluster.connstr()
         ),
     );
-    let mut child = pgqd()
-        .arg(&ini)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::harness::KillOnDrop(
+        pgqd()
+            .arg(&ini)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The next notification other than the STATUS= summary lines sent alongside.
     let receive = || loop {
         let mut buf = [0u8; 512];
@@ -326,13 +328,13 @@ fn systemd_notifications() {
         }
     };
     assert!(receive().contains("READY=1"));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
     nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
     assert!(receive().contains("RELOADING=1"));
     assert!(receive().contains("READY=1"));
     nix::sys::signal::kill(pid, Signal::SIGINT).unwrap();
     assert!(receive().contains("STOPPING=1"));
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
 

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Cluster, DEADLINE, pgqd, wait_child, wait_until};
+use crate::harness::{Cluster, DEADLINE, KillOnDrop, pgqd, wait_child, wait_until};
 
 /// Runs `command` to completion, killing it if it outlives the deadline (a second
 /// daemon that wrongly starts must not hang the test). Returns the exit code and stderr.
@@ -25,15 +25,6 @@ fn run_within_deadline(command: &mut Command) -> (Option<i32>, String) {
 }
 
 /// A child process killed on drop, so a failing test leaves no daemon behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn copy_binary(dir: &Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     fs::copy(env!("CARGO_BIN_EXE_pgqd"), &path).unwrap();
