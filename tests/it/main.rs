@@ -7,5 +7,6 @@ mod cli;
 mod cluster;
 mod conninfo;
 mod engine;
+mod faults;
 mod service;
 mod turns;
