@@ -15,11 +15,13 @@
 
 mod connections;
 mod locks;
+mod measure;
 mod rig;
 mod schema;
 mod server;
 mod traffic;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 pub use rig::{Bounds, Rig};
@@ -46,3 +48,12 @@ const OWN_KEYS: &[&str] = &[
     "http_listen",
     "queue_stats_period",
 ];
+
+/// How long to wait for the compared pgqd to resume (pgqd 3.5 waits up to a minute or
+/// more after a lost connection): its times are measured, not bounded.
+const COMPARED_WAIT: Duration = Duration::from_secs(180);
+
+/// The pgqd binary to compare against, when `PGQD_FAULTS_BINARY` names one.
+fn compared_binary() -> Option<OsString> {
+    std::env::var_os("PGQD_FAULTS_BINARY")
+}

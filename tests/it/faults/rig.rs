@@ -1,15 +1,14 @@
 //! The rig one fault runs in: databases, daemon, producers; the fault's window
 //! (begin, hold, end); and the measurements and checks after it.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::engine::{check, lines_with, pgq_db, wait_for};
+use crate::engine::{check, pgq_db, wait_for};
 use crate::harness::{Cluster, DEADLINE, Daemon};
 
-use super::traffic::{APP, Producer, Target, Watch, consume};
-use super::{OWN_KEYS, SETTINGS};
+use super::traffic::{APP, Producer, Target, Watch};
+use super::{OWN_KEYS, SETTINGS, compared_binary};
 
 /// A queue ticked at every `pgq.ticker()` call, with the consumer registered.
 pub const PREPARE_QUEUE: &str = "select pgq.create_queue('q');
@@ -21,8 +20,6 @@ const CLEAR_SNAPSHOT: &str = "select pg_stat_clear_snapshot()";
 const SESSIONS: &str =
     "select coalesce((select sessions from pg_stat_database where datname = $1), 0)";
 const TICKS_SINCE: &str = "select count(*) from pgq.tick where tick_time > $1";
-/// Seconds from `$1` to the first tick after it (NULL while there is none).
-const FIRST_TICK_AFTER: &str = "select extract(epoch from min(tick_time) - $1::timestamptz)::float8 from pgq.tick where tick_time > $1";
 const EVENTS: &str = "select count(*) from pgq.event_template";
 /// pgqd's backends in some databases: every client backend there but the rig's own.
 const TERMINATE_PGQD: &str = "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname::text = any($1) and backend_type = 'client backend' and application_name <> $2";
@@ -48,25 +45,25 @@ impl Bounds {
 }
 
 /// The running fault: when it began and what was counted then.
-struct Window {
-    name: String,
-    faulted: Vec<usize>,
-    began: SystemTime,
-    started: Instant,
-    log_from: usize,
-    sessions: Vec<i64>,
-    opened: Vec<i64>,
-    ended: Option<SystemTime>,
+pub(super) struct Window {
+    pub(super) name: String,
+    pub(super) faulted: Vec<usize>,
+    pub(super) began: SystemTime,
+    pub(super) started: Instant,
+    pub(super) log_from: usize,
+    pub(super) sessions: Vec<i64>,
+    pub(super) opened: Vec<i64>,
+    pub(super) ended: Option<SystemTime>,
 }
 
 /// Databases, the daemon serving them, and a producer in each.
 pub struct Rig {
     pub dbs: Vec<String>,
     pub daemon: Daemon,
-    watches: Vec<Watch>,
-    observer: Watch,
-    producers: Vec<Option<Producer>>,
-    window: Option<Window>,
+    pub(super) watches: Vec<Watch>,
+    pub(super) observer: Watch,
+    pub(super) producers: Vec<Option<Producer>>,
+    pub(super) window: Option<Window>,
 }
 
 impl Rig {
@@ -249,7 +246,7 @@ impl Rig {
         now.expect("set in the wait")
     }
 
-    fn sessions(&mut self, i: usize) -> i64 {
+    pub(super) fn sessions(&mut self, i: usize) -> i64 {
         let db = self.dbs[i].clone();
         let mut sessions = None;
         let Rig {
@@ -263,177 +260,18 @@ impl Rig {
         sessions.expect("set in the wait")
     }
 
-    fn opened(&self) -> Vec<i64> {
+    pub(super) fn opened(&self) -> Vec<i64> {
         self.watches
             .iter()
             .map(|w| w.target.sessions_opened())
             .collect()
     }
-
-    /// Measures the fault, prints the measurements as one line, and asserts them
-    /// against `bounds`.
-    pub fn finish(mut self, bounds: Bounds) {
-        let window = self.window.take().expect("finish() after begin()");
-        let ended = window.ended.expect("finish() after end()");
-        let resumed = self.resumed(ended, bounds.resume);
-        let lost = self.events_lost();
-        let sessions = self.sessions_since(&window);
-        let output = self.daemon.output();
-        let complaints: Vec<usize> = (self.dbs.iter())
-            .map(|db| complaints(&output[window.log_from..], db))
-            .collect();
-        let resume = resume_of(&resumed, &window.faulted);
-        eprintln!(
-            "fault {} | resume {} | error lines {} | events lost {} of {} | sessions {}",
-            window.name,
-            resume.map_or("none".into(), |s| format!("{s:.2} s")),
-            join(&complaints),
-            lost.lost,
-            lost.committed,
-            join(&sessions),
-        );
-        let running = self.daemon_running();
-        let daemon = &self.daemon;
-        check(daemon, running, "pgqd exited");
-        for (db, resumed) in self.dbs.iter().zip(&resumed) {
-            check(
-                daemon,
-                resumed.is_some(),
-                &format!("{db} never ticked again"),
-            );
-        }
-        check(
-            daemon,
-            lost.lost == 0,
-            &format!("{} events lost", lost.lost),
-        );
-        check(
-            daemon,
-            lost.unexpected == 0,
-            &format!(
-                "{} events read that were not produced, or read twice",
-                lost.unexpected
-            ),
-        );
-        for (db, (n, s)) in self.dbs.iter().zip(complaints.iter().zip(&sessions)) {
-            check(
-                daemon,
-                *n <= bounds.complaints,
-                &format!("{n} ERROR/WARNING lines for {db}"),
-            );
-            check(
-                daemon,
-                *s <= bounds.sessions,
-                &format!("{s} new sessions in {db}"),
-            );
-        }
-    }
-
-    /// Seconds from `ended` to each database's first tick after it.
-    fn resumed(&mut self, ended: SystemTime, deadline: Duration) -> Vec<Option<f64>> {
-        let start = Instant::now();
-        let mut resumed = vec![None; self.dbs.len()];
-        while start.elapsed() < deadline && resumed.iter().any(Option::is_none) {
-            for (watch, slot) in self.watches.iter_mut().zip(&mut resumed) {
-                if slot.is_none() {
-                    *slot = watch
-                        .row(FIRST_TICK_AFTER, &[&ended])
-                        .and_then(|r| r.get(0));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        resumed
-    }
-
-    /// Stops the producers and reads every batch back.
-    fn events_lost(&mut self) -> Lost {
-        let mut total = Lost::default();
-        for (watch, producer) in self.watches.iter().zip(self.producers.iter_mut()) {
-            let Some(producer) = producer.take() else {
-                continue;
-            };
-            let produced = producer.stop();
-            let seen = consume(&watch.target, &produced.committed, DEADLINE);
-            let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-            seen.iter()
-                .for_each(|id| *counts.entry(*id).or_default() += 1);
-            let committed: BTreeSet<i64> = produced.committed.iter().copied().collect();
-            total.committed += committed.len();
-            total.lost += committed
-                .iter()
-                .filter(|id| !counts.contains_key(id))
-                .count();
-            total.unexpected += (counts.iter())
-                .filter(|&(id, &n)| {
-                    !produced.retried.contains(id) && (n > 1 || !committed.contains(id))
-                })
-                .count();
-        }
-        total
-    }
-
-    /// New sessions per database since the window began, less the rig's own, read once
-    /// the count has settled (backends report their statistics about once a second).
-    fn sessions_since(&mut self, window: &Window) -> Vec<i64> {
-        let read =
-            |rig: &mut Rig| -> Vec<i64> { (0..rig.dbs.len()).map(|i| rig.sessions(i)).collect() };
-        let mut last = read(self);
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            std::thread::sleep(Duration::from_millis(1500));
-            let now = read(self);
-            if now == last {
-                break;
-            }
-            last = now;
-        }
-        let opened = self.opened();
-        (0..self.dbs.len())
-            .map(|i| (last[i] - window.sessions[i]) - (opened[i] - window.opened[i]))
-            .collect()
-    }
-}
-
-/// Events over all databases: committed, lost, and read unexpectedly.
-#[derive(Default)]
-struct Lost {
-    committed: usize,
-    lost: usize,
-    unexpected: usize,
-}
-
-/// ERROR and WARNING lines about `db`.
-fn complaints(output: &str, db: &str) -> usize {
-    let label = format!("[{db}]: ");
-    lines_with(output, &[&label, " ERROR "]) + lines_with(output, &[&label, " WARNING "])
-}
-
-/// The longest resumption among the faulted databases (all, when none is named).
-fn resume_of(resumed: &[Option<f64>], faulted: &[usize]) -> Option<f64> {
-    let picked: Vec<Option<f64>> = if faulted.is_empty() {
-        resumed.to_vec()
-    } else {
-        faulted.iter().map(|&i| resumed[i]).collect()
-    };
-    picked
-        .iter()
-        .copied()
-        .try_fold(0.0_f64, |most, r| r.map(|r| most.max(r)))
-}
-
-fn join<T: ToString>(values: &[T]) -> String {
-    values
-        .iter()
-        .map(T::to_string)
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// The daemon for `dbs`: this pgqd, or the one `PGQD_FAULTS_BINARY` names (then
 /// without the keys only this pgqd knows).
 fn start_daemon(cluster: &Cluster, dbs: &[String], user: &str, extra: &[&str]) -> Daemon {
-    let other = std::env::var_os("PGQD_FAULTS_BINARY");
+    let other = compared_binary();
     let mut ini = format!(
         "base_connstr = host={} port={} user={user}\ndatabase_list = {}\n",
         cluster.dir.display(),
