@@ -16,70 +16,52 @@ const FIRST_TICK_AFTER: &str = "select extract(epoch from min(tick_time) - $1::t
 /// How many of a fault's ERROR and WARNING lines are printed with its measurements.
 const SHOWN_LINES: usize = 12;
 
+/// What one fault cost, per database where it applies.
+struct Measured {
+    name: String,
+    /// Seconds from the fault's end to the first tick, per database.
+    resumed: Vec<Option<f64>>,
+    /// The longest of `resumed` among the databases the fault touched.
+    resume: Option<f64>,
+    lost: Lost,
+    sessions: Vec<i64>,
+    /// ERROR and WARNING lines naming each database, and in all.
+    complaints: Vec<usize>,
+    all_complaints: usize,
+}
+
 impl Rig {
-    /// Measures the fault, prints the measurements as one line, and asserts them
-    /// against `bounds`.
+    /// Measures the fault, prints the measurements as one line (with the fault's
+    /// ERROR and WARNING lines), and asserts them against `bounds`.
     pub fn finish(mut self, bounds: Bounds) {
         let window = self.window.take().expect("finish() after begin()");
-        let ended = window.ended.expect("finish() after end()");
-        let wait = compared_binary().map_or(bounds.resume, |_| COMPARED_WAIT);
-        let resumed = self.resumed(ended, wait);
-        let lost = self.events_lost();
-        let sessions = self.sessions_since(&window);
+        let measured = self.measure(&window, &bounds);
         let output = self.daemon.output();
-        let complaints: Vec<usize> = (self.dbs.iter())
-            .map(|db| complaints(&output[window.log_from..], db))
-            .collect();
-        let resume = resume_of(&resumed, &window.faulted);
-        eprintln!(
-            "fault {} | resume {} | error lines {} ({} in all) | events lost {} of {} | sessions {}",
-            window.name,
-            resume.map_or("none".into(), |s| format!("{s:.2} s")),
-            join(&complaints),
-            lines_with(&output[window.log_from..], &[" ERROR "])
-                + lines_with(&output[window.log_from..], &[" WARNING "]),
-            lost.lost,
-            lost.committed,
-            join(&sessions),
-        );
+        measured.print();
         for line in complaint_lines(&output[window.log_from..], &self.dbs).take(SHOWN_LINES) {
             eprintln!("    {line}");
         }
         let running = self.daemon_running();
-        let daemon = &self.daemon;
-        check(daemon, running, "pgqd exited");
-        for (db, resumed) in self.dbs.iter().zip(&resumed) {
-            let within = resumed.is_some_and(|s| s <= bounds.resume.as_secs_f64());
-            check(
-                daemon,
-                within,
-                &format!("{db} ticked again after {resumed:?} s"),
-            );
-        }
-        check(
-            daemon,
-            lost.lost == 0,
-            &format!("{} events lost", lost.lost),
-        );
-        check(
-            daemon,
-            lost.unexpected == 0,
-            &format!(
-                "{} events read that were not produced, or read twice",
-                lost.unexpected
-            ),
-        );
-        for (db, (n, s)) in self.dbs.iter().zip(complaints.iter().zip(&sessions)) {
-            check(
-                daemon,
-                *n <= bounds.complaints,
-                &format!("{n} ERROR/WARNING lines for {db}"),
-            );
-            check(
-                daemon,
-                *s <= bounds.sessions,
-                &format!("{s} new sessions in {db}"),
-            );
+        check(&self.daemon, running, "pgqd exited");
+        measured.check(&self, &bounds);
+    }
+
+    fn measure(&mut self, window: &Window, bounds: &Bounds) -> Measured {
+        let ended = window.ended.expect("finish() after end()");
+        let wait = compared_binary().map_or(bounds.resume, |_| COMPARED_WAIT);
+        let resumed = self.resumed(ended, wait);
+        let lost = self.events_lost();
+        let sessions = self.sessions_since(window);
+        let output = self.daemon.output();
+        let output = &output[window.log_from..];
+        Measured {
+            name: window.name.clone(),
+            resume: resume_of(&resumed, &window.faulted),
+            resumed,
+            lost,
+            sessions,
+            complaints: self.dbs.iter().map(|db| complaints(output, db)).collect(),
+            all_complaints: lines_with(output, &[" ERROR "]) + lines_with(output, &[" WARNING "]),
         }
     }
 
@@ -146,6 +128,46 @@ impl Rig {
         (0..self.dbs.len())
             .map(|i| (last[i] - window.sessions[i]) - (opened[i] - window.opened[i]))
             .collect()
+    }
+}
+
+impl Measured {
+    fn print(&self) {
+        eprintln!(
+            "fault {} | resume {} | error lines {} ({} in all) | events lost {} of {} | sessions {}",
+            self.name,
+            self.resume.map_or("none".into(), |s| format!("{s:.2} s")),
+            join(&self.complaints),
+            self.all_complaints,
+            self.lost.lost,
+            self.lost.committed,
+            join(&self.sessions),
+        );
+    }
+
+    fn check(&self, rig: &Rig, bounds: &Bounds) {
+        let daemon = &rig.daemon;
+        for (db, resumed) in rig.dbs.iter().zip(&self.resumed) {
+            let within = resumed.is_some_and(|s| s <= bounds.resume.as_secs_f64());
+            check(
+                daemon,
+                within,
+                &format!("{db} ticked again after {resumed:?} s"),
+            );
+        }
+        let Lost {
+            lost, unexpected, ..
+        } = self.lost;
+        check(daemon, lost == 0, &format!("{lost} events lost"));
+        let what = format!("{unexpected} events read that were not produced, or read twice");
+        check(daemon, unexpected == 0, &what);
+        for (i, db) in rig.dbs.iter().enumerate() {
+            let (lines, sessions) = (self.complaints[i], self.sessions[i]);
+            let what = format!("{lines} ERROR/WARNING lines for {db}");
+            check(daemon, lines <= bounds.complaints, &what);
+            let what = format!("{sessions} new sessions in {db}");
+            check(daemon, sessions <= bounds.sessions, &what);
+        }
     }
 }
 
