@@ -97,17 +97,18 @@ fn stale_entry(name: &str, status: &DbStatus, age: Duration) -> Stale {
 /// A one-line summary for systemd's `STATUS=`: how many databases tick, and the
 /// failing ones with their last error.
 pub fn summary(stats: &Stats, max_age: Duration) -> String {
-    let (should, total) = stats.with_databases(|dbs| {
+    let (ticking, should, total) = stats.with_databases(|dbs| {
+        let fresh = |s: &DbStatus| s.last_tick.is_some_and(|t| t.elapsed() <= max_age);
         (
+            dbs.values()
+                .filter(|s| s.state == DbState::Ticking && fresh(s))
+                .count(),
             dbs.values().filter(|s| s.state.should_tick()).count(),
             dbs.len(),
         )
     });
     let stale = stale(stats, max_age);
-    let mut line = format!(
-        "ticking {}/{should} databases ({total} known)",
-        should - stale.len().min(should)
-    );
+    let mut line = format!("ticking {ticking}/{should} databases ({total} known)");
     if !stale.is_empty() {
         let failing: Vec<String> = stale
             .iter()

@@ -24,6 +24,8 @@ pub mod sqlstate {
     pub const UNDEFINED_TABLE: &str = "42P01";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// At connect: the database does not accept connections now (`allow_connections`).
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const QUERY_CANCELED: &str = "57014";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
@@ -165,16 +167,20 @@ impl PgError {
         self.is_connection_lost() || matches!(self.kind, Kind::TimeoutUnsettled(_) | Kind::Shutdown)
     }
 
-    /// The server refuses us for reasons a fast retry will not fix (no such database,
-    /// bad password, no permission): try again only after check_period.
+    /// The server refuses us for reasons a fast retry will not fix: at connect, no
+    /// such database, bad password, connections not allowed (55000); at any time, no
+    /// permission (a revoked pgq_admin makes `pgq.ticker()` itself fail, for every
+    /// queue alike). Try again only after check_period.
     pub fn is_refusal(&self) -> bool {
         use sqlstate::*;
-        self.is_connect()
-            && self.sqlstate().is_some_and(|c| {
-                c == INVALID_CATALOG_NAME
-                    || c.starts_with(INVALID_AUTHORIZATION_CLASS)
-                    || c == INSUFFICIENT_PRIVILEGE
-            })
+        let Some(code) = self.sqlstate() else {
+            return false;
+        };
+        code == INSUFFICIENT_PRIVILEGE
+            || self.is_connect()
+                && (code == INVALID_CATALOG_NAME
+                    || code.starts_with(INVALID_AUTHORIZATION_CLASS)
+                    || code == OBJECT_NOT_IN_PREREQUISITE_STATE)
     }
 
     /// A schema, function or table is missing: pgq may be gone, or only one queue's

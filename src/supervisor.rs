@@ -180,7 +180,8 @@ impl Supervisor {
                 Err(e) => {
                     let label = db_label(&self.config.initial_database);
                     let _span = info_span!("db", db = label).entered();
-                    self.discovery_outage.begin("discovery", &e, false, "");
+                    self.discovery_outage
+                        .begin("discovery", &e, "cannot list the databases", "");
                     let delay = self.discovery_backoff.next_delay();
                     self.retry_listing = Some(tokio::time::Instant::now() + delay);
                     return;

@@ -107,21 +107,16 @@ pub struct Outage {
 }
 
 impl Outage {
-    /// Logs the failure when it starts an outage (`lost`: a working connection was
-    /// lost, else none could be made; `hint` is added to that line); later ones of the
+    /// Logs the failure when it starts an outage (`what` says what failed: `connection
+    /// lost`, `cannot connect`, ...; `hint` is added to that line); later ones of the
     /// same outage are DEBUG but for a reminder once a minute. `true` when this failure
     /// started the outage.
-    pub fn begin(&mut self, job: &'static str, error: &PgError, lost: bool, hint: &str) -> bool {
+    pub fn begin(&mut self, job: &'static str, error: &PgError, what: &str, hint: &str) -> bool {
         let now = Instant::now();
         let Some(since) = self.since else {
             self.since = Some(now);
             self.reminded = Some(now);
             self.job = job;
-            let what = if lost {
-                "connection lost"
-            } else {
-                "cannot connect"
-            };
             error!(
                 job,
                 sqlstate = error.sqlstate(),

@@ -187,9 +187,15 @@ impl DbTask {
             return State::BackingOff(self.backoff.next_delay());
         }
         if error.is_refusal() || error.is_connection_lost() {
-            // Only the probe makes a connection from nothing; every other job had one.
-            let lost = job != "probe" && error.is_connection_lost();
-            if self.outage.begin(job, &error, lost, self.hint()) {
+            // Only the probe makes a connection from nothing; every other job had one,
+            // so for them a failure to connect (again) means the connection was lost.
+            let reaching = error.is_connect() || error.is_connection_lost();
+            let what = match (job, reaching) {
+                ("probe", true) => "cannot connect".to_string(),
+                (_, true) => "connection lost".to_string(),
+                _ => format!("{job} refused"),
+            };
+            if self.outage.begin(job, &error, &what, self.hint()) {
                 self.ctx.stats.outage(&self.ctx.name);
             }
             return State::BackingOff(if error.is_refusal() {

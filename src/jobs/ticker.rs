@@ -50,7 +50,8 @@ pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome,
                 backend: second_column_int(&messages),
             });
         }
-        Err(e) if e.ends_connection() || e.is_timeout() => return Err(e),
+        // No permission fails every queue alike: not a queue's failure.
+        Err(e) if e.ends_connection() || e.is_timeout() || e.is_refusal() => return Err(e),
         Err(e) if e.is_missing_object() && !ticker_exists(session, limits).await? => {
             return Err(e);
         }

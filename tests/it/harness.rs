@@ -330,6 +330,41 @@ impl Cluster {
         );
     }
 
+    /// `pg_ctl restart -m <mode>` (fast, immediate): waits until the server is up again.
+    pub fn restart_server(&self, mode: &str) {
+        let log = self.dir.join("server.log");
+        run_checked(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(log)
+                .args(["-m", mode, "-w", "restart"]),
+        );
+    }
+
+    /// The postmaster's pid (first line of `postmaster.pid`) and the pids of its
+    /// children (the backends and auxiliary processes), read from `/proc`.
+    pub fn server_pids(&self) -> Vec<i32> {
+        let pidfile = fs::read_to_string(self.data().join("postmaster.pid")).unwrap();
+        let postmaster: i32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The fields after the command name (in parentheses): state, then ppid.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// `pg_ctl promote`: a standby becomes a primary (waits until it accepts writes).
     pub fn promote(&self) {
         run_checked(
@@ -403,11 +438,20 @@ impl Daemon {
     }
 
     pub fn start_args(ini: &str, args: &[&str]) -> Daemon {
+        Daemon::spawn(pgqd(), ini, args)
+    }
+
+    /// Like [`Daemon::start_args`] with another pgqd binary (pgqd 3.5, to compare).
+    pub fn start_binary(binary: &Path, ini: &str, args: &[&str]) -> Daemon {
+        Daemon::spawn(Command::new(binary), ini, args)
+    }
+
+    fn spawn(mut program: Command, ini: &str, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("pgqd.ini");
         fs::write(&config, self::ini(ini)).unwrap();
         let output = fs::File::create(dir.path().join("output.log")).unwrap();
-        let child = pgqd()
+        let child = program
             .args(args)
             .arg(&config)
             .stdin(Stdio::null())
@@ -440,6 +484,11 @@ impl Daemon {
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Waits for the process to exit and returns its exit code.

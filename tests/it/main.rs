@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod conninfo;
 mod engine;
+mod faults;
 mod ha;
 mod observability;
 mod service;

@@ -1,0 +1,85 @@
+//! Faults of the whole server: restarts, a stop, a hang. Each on a cluster of its own.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::harness::Cluster;
+
+use super::{Bounds, Rig};
+
+/// `pg_ctl restart -m fast` under three ticking databases: ticking resumes in all,
+/// no event is lost, the daemon stays up with few log lines and sessions.
+#[test]
+fn server_restart_fast() {
+    let cluster = Cluster::start();
+    let mut rig = Rig::start(&cluster, 3, &[]);
+    rig.begin("server restart fast", &rig.all());
+    cluster.restart_server("fast");
+    rig.end();
+    rig.finish(Bounds::DEFAULT);
+}
+
+/// `pg_ctl restart -m immediate` (a crash and recovery; synchronous_commit on, so
+/// what a producer saw committed survives it): ticking resumes, no event is lost.
+#[test]
+fn server_restart_immediate() {
+    let cluster = Cluster::start_with(&["synchronous_commit = on"]);
+    let mut rig = Rig::start(&cluster, 3, &[]);
+    rig.begin("server restart immediate", &rig.all());
+    rig.crash_resets_statistics();
+    cluster.restart_server("immediate");
+    rig.end();
+    rig.finish(Bounds::DEFAULT);
+}
+
+/// The server stopped for 10 s and started again: the daemon stays up, retries with
+/// its backoff (not a reconnect storm: few log lines), and ticks again soon after.
+#[test]
+fn server_stopped_for_a_while() {
+    let cluster = Cluster::start();
+    let mut rig = Rig::start(&cluster, 3, &[]);
+    rig.begin("server stopped 10 s", &rig.all());
+    cluster.stop_server();
+    rig.hold(Duration::from_secs(10));
+    cluster.start_server();
+    rig.end();
+    rig.finish(Bounds::DEFAULT);
+}
+
+/// The server hung (postmaster and backends SIGSTOPped) for 10 s, with
+/// ticker_timeout = 2 and connect_timeout = 2: calls and connection attempts time out
+/// rather than hang the daemon; after SIGCONT ticking resumes and no event is lost.
+#[test]
+fn server_hung() {
+    let cluster = Cluster::start();
+    let mut rig = Rig::start(&cluster, 3, &["ticker_timeout = 2", "connect_timeout = 2"]);
+    rig.begin("server hung (SIGSTOP) 10 s", &rig.all());
+    let hung = Hung::stop(&cluster);
+    rig.hold(Duration::from_secs(10));
+    drop(hung);
+    rig.end();
+    rig.finish(Bounds::DEFAULT);
+}
+
+/// Server processes stopped with SIGSTOP; continued when dropped (also on a panic).
+struct Hung(Vec<i32>);
+
+impl Hung {
+    fn stop(cluster: &Cluster) -> Hung {
+        let pids = cluster.server_pids();
+        for &pid in &pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        }
+        Hung(pids)
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        for &pid in self.0.iter().rev() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        }
+    }
+}
