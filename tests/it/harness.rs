@@ -44,6 +44,30 @@ pub fn poll(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A free TCP port on 127.0.0.1: bound, read and released (a server is given a port
+/// of its own because `:0` would not tell the test which one it got).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Fails the test, saying which Debian package brings it, unless `program` runs with
+/// `arg`: the tests install nothing themselves, scripts/test.sh does.
+pub fn require_tool(program: &str, arg: &str, package: &str) {
+    let found = Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{program} is not installed (Debian package {package}): run scripts/test.sh"
+    );
+}
+
 /// A child process killed on drop, so a failing test leaves no daemon behind.
 pub struct KillOnDrop(pub Child);
 
@@ -310,36 +334,27 @@ impl Cluster {
     }
 
     pub fn start_server(&self) {
-        let log = self.dir.join("server.log");
-        run_checked(
-            server_command("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .arg("-l")
-                .arg(log)
-                .args(["-w", "start"]),
-        );
+        self.pg_ctl(&["-w", "start"]);
     }
 
     pub fn stop_server(&self) {
-        run_checked(
-            server_command("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "fast", "-w", "stop"]),
-        );
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
     }
 
     /// `pg_ctl restart -m <mode>` (fast, immediate): waits until the server is up again.
     pub fn restart_server(&self, mode: &str) {
-        let log = self.dir.join("server.log");
+        self.pg_ctl(&["-m", mode, "-w", "restart"]);
+    }
+
+    /// `pg_ctl` on this cluster, the server's output going to `server.log`.
+    fn pg_ctl(&self, args: &[&str]) {
         run_checked(
             server_command("pg_ctl")
                 .arg("-D")
                 .arg(self.data())
                 .arg("-l")
-                .arg(log)
-                .args(["-m", mode, "-w", "restart"]),
+                .arg(self.dir.join("server.log"))
+                .args(args),
         );
     }
 

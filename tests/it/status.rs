@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use crate::engine::{check, eager_queue, pgq_db, serving, wait_for};
-use crate::harness::{Cluster, Daemon, pgqd, wait_until};
+use crate::harness::{Cluster, Daemon, free_port, pgqd, wait_until};
 
 /// Runs `pgqd SWITCH` on the daemon's own config file.
 fn ask(daemon: &Daemon, switch: &str) -> Output {
@@ -21,15 +21,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// A free TCP port on the loopback for the daemon's listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// With the daemon ticking, `--status` lists the database as a primary with its pgq

@@ -7,19 +7,12 @@ mod prometheus;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::Daemon;
 
-/// A free TCP port on 127.0.0.1: bound, read and released (the listener is given a
-/// port of its own because `:0` would not tell the test which one it got).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
+pub use crate::harness::free_port;
 
 /// One HTTP response.
 #[derive(Debug)]

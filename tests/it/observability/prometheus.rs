@@ -20,16 +20,7 @@ fn prometheus_dir() -> PathBuf {
 
 /// `program` with `args`, or a panic saying how to install it.
 fn tool(program: &str) -> Command {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{program} is not installed (Debian package prometheus): run scripts/test.sh"
-    );
+    crate::harness::require_tool(program, "--version", "prometheus");
     Command::new(program)
 }
 

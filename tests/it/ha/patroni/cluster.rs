@@ -4,12 +4,12 @@
 //! the child's pid is Patroni's). Everything is stopped and removed on drop.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, bindir, unique, wait_until};
+use crate::harness::{DEADLINE, bindir, free_port, unique, wait_until};
 
 /// How long Patroni may take to stop its PostgreSQL on drop before both are killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -230,21 +230,12 @@ pub fn streams_to(port: u16, replica: &str) -> bool {
 
 /// The test installs nothing itself: scripts/test.sh does.
 fn require_tools() {
-    for (tool, arg) in [
-        ("patroni", "--version"),
-        ("patronictl", "--help"),
-        ("etcd", "--version"),
+    for (tool, arg, package) in [
+        ("patroni", "--version", "patroni"),
+        ("patronictl", "--help", "patroni"),
+        ("etcd", "--version", "etcd-server"),
     ] {
-        let found = Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "{tool} is not installed: run scripts/test.sh, which installs patroni, etcd-server and etcd-client"
-        );
+        crate::harness::require_tool(tool, arg, package);
     }
 }
 
@@ -341,13 +332,4 @@ fn give_to_postgres(path: &Path) {
             .expect("no postgres user");
         nix::unistd::chown(path, Some(pg.uid), Some(pg.gid)).unwrap();
     }
-}
-
-/// A port nobody listens on now (the kernel's pick).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
