@@ -17,7 +17,8 @@ use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::target::{Endpoint, Target};
-use super::typed::{SessionAttrs, SslMode};
+use super::tls::SslMode;
+use super::typed::SessionAttrs;
 
 /// Whether the session is writable (`on` in a read-only session or on a standby).
 const READ_ONLY: &str = "show transaction_read_only";

@@ -2,7 +2,34 @@
 //! cannot be turned into a connection target. No message ever holds a secret: values
 //! are shown only for known, non-secret keys.
 
-pub use super::settings::Origin;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a connection setting came from, for messages a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `base_connstr` itself.
+    Conninfo,
+    /// A line of a connection service file.
+    Service { file: PathBuf, line: usize },
+    /// A PG* environment variable.
+    Env(&'static str),
+    /// libpq's default (or the daemon's).
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Conninfo => Ok(()),
+            Origin::Service { file, line } => {
+                write!(f, " (from service file \"{}\" line {line})", file.display())
+            }
+            Origin::Env(var) => write!(f, " (from {var})"),
+            Origin::Default => f.write_str(" (default)"),
+        }
+    }
+}
 
 /// `base_connstr` could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -156,7 +156,7 @@ pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::settings::Origin;
+    use super::super::error::Origin;
     use super::*;
 
     fn check(key: &str, value: &str, origin: &Origin) -> Result<&'static Key, ConnInfoError> {

@@ -37,7 +37,8 @@ pub use connect::{Canceller, ConnectError, Connected, HostFailures};
 pub use env::{Env, process_env};
 pub use error::{ConnInfoError, Origin};
 pub use target::Target;
-pub use typed::{SessionAttrs, SslMode};
+pub use tls::SslMode;
+pub use typed::SessionAttrs;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

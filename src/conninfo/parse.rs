@@ -5,8 +5,9 @@
 use std::ops::Range;
 
 use super::error::ConnInfoError;
+use super::error::Origin;
 use super::keys;
-use super::settings::{Origin, Setting};
+use super::settings::Setting;
 
 /// What [`read`] found: each setting with the byte range of its value's text (from
 /// just after the `=`), and, when the text is malformed, the error and the offset of

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::env::{self, Env};
 use super::error::ConnInfoError;
-use super::settings::{Origin, Setting};
+use super::error::Origin;
+use super::settings::Setting;
 
 /// Where Debian's libpq looks for the system-wide file (its `--sysconfdir`).
 const SYSTEM_DIR: &str = "/etc/postgresql-common";

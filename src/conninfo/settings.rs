@@ -9,37 +9,10 @@
 //! service file setting overrides the corresponding environment variable").
 
 use std::fmt;
-use std::path::PathBuf;
 
 use super::env::{self, Env};
-use super::error::ConnInfoError;
+use super::error::{ConnInfoError, Origin};
 use super::{Defaults, keys, parse, service, uri};
-
-/// Where a connection setting came from, for messages a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// `base_connstr` itself.
-    Conninfo,
-    /// A line of a connection service file.
-    Service { file: PathBuf, line: usize },
-    /// A PG* environment variable.
-    Env(&'static str),
-    /// libpq's default (or the daemon's).
-    Default,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Conninfo => Ok(()),
-            Origin::Service { file, line } => {
-                write!(f, " (from service file \"{}\" line {line})", file.display())
-            }
-            Origin::Env(var) => write!(f, " (from {var})"),
-            Origin::Default => f.write_str(" (default)"),
-        }
-    }
-}
 
 /// One `key=value` setting, value unescaped. `Debug` shows the value only when its key
 /// is a known, non-secret option ([`keys::shows_value`]).

@@ -14,8 +14,9 @@ use super::env::Env;
 use super::error::ConnInfoError;
 use super::passfile::Lookup;
 use super::settings::Conninfo;
+use super::tls::SslMode;
 use super::tls::{self, Verification};
-use super::typed::{self, Host, SOCKET_DIRS, SessionAttrs, SslMode};
+use super::typed::{self, Host, SOCKET_DIRS, SessionAttrs};
 use super::{ConnStr, Defaults};
 
 /// Everything needed to connect to one database. `Debug` never shows the password.

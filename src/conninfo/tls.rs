@@ -16,8 +16,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::error::ConnInfoError;
 use super::settings::Conninfo;
-use super::typed::SslMode;
 use super::verify::Check;
+
+/// `sslmode`, with libpq's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
 
 type Versions = Vec<&'static rustls::SupportedProtocolVersion>;
 

@@ -13,7 +13,7 @@ use tokio_postgres::config::{ChannelBinding, SslNegotiation, TargetSessionAttrs}
 use super::Defaults;
 use super::error::ConnInfoError;
 use super::settings::Conninfo;
-use super::tls;
+use super::tls::{self, SslMode};
 
 /// Where libpq looks for the server's socket when no host is given: Debian's
 /// compiled-in directory, then the upstream default.
@@ -23,17 +23,6 @@ const DEFAULT_PORT: u16 = 5432;
 /// TCP keepalive idle time unless `keepalives_idle` is set: a vanished server host is
 /// noticed within about two minutes rather than libpq's (kernel default) two hours.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-
-/// `sslmode`, with libpq's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
 
 /// `target_session_attrs`, with libpq's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

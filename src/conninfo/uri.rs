@@ -3,8 +3,9 @@
 //! every part percent-decoded, IPv6 hosts in brackets, several hosts separated by commas.
 
 use super::error::ConnInfoError;
+use super::error::Origin;
 use super::keys;
-use super::settings::{Origin, Setting};
+use super::settings::Setting;
 
 const PREFIXES: &[&str] = &["postgresql://", "postgres://"];
 

@@ -4,6 +4,7 @@
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -361,4 +362,58 @@ fn quiet_writes_only_the_logfile() {
         fs::read_to_string(&log).is_ok_and(|t| t.contains("Got SIGINT"))
     });
     assert_eq!(daemon.output(), "");
+}
+
+/// The systemd watchdog means "the event loop runs", never "every database ticks":
+/// while a lock on `pgq.tick` keeps the only database from ticking (its ticker calls
+/// time out every second), `WATCHDOG=1` keeps coming well past the old rule's limit
+/// (3 ticker timeouts without a tick), so systemd does not kill and restart a daemon
+/// that a restart cannot help.
+#[test]
+fn watchdog_pings_while_no_database_ticks() {
+    let cluster = Cluster::shared();
+    let db = crate::engine::pgq_db(cluster, "watchdog");
+    crate::engine::eager_queue(cluster, &db, "q");
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(crate::harness::DEADLINE))
+        .unwrap();
+    let ini = write_ini(
+        dir.path(),
+        &format!(
+            "base_connstr = {}\ndatabase_list = {db}\nticker_period = 0.1\nticker_timeout = 1",
+            cluster.connstr()
+        ),
+    );
+    let _child = crate::harness::KillOnDrop(
+        pgqd()
+            .arg(&ini)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let before = crate::engine::all_ticks(cluster, &db);
+    wait_until("a tick", || crate::engine::all_ticks(cluster, &db) > before);
+    let mut holder = cluster.connect(&db);
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("lock table pgq.tick in access exclusive mode")
+        .unwrap();
+    let locked = Instant::now();
+    // Pings seen later than 4 s into the lock, when the old rule had stopped pinging.
+    let mut late_pings = 0;
+    while late_pings < 5 {
+        let mut buf = [0u8; 512];
+        let n = socket
+            .recv(&mut buf)
+            .expect("WATCHDOG=1 while nothing ticks");
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if message.contains("WATCHDOG=1") && locked.elapsed() > Duration::from_secs(4) {
+            late_pings += 1;
+        }
+    }
+    lock.rollback().unwrap();
 }
