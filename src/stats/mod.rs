@@ -12,54 +12,9 @@ use prometheus_client::metrics::histogram::Histogram;
 /// the ones in between are counted and the count is given with the next line.
 pub const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// What a database task is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DbState {
-    /// Connecting and checking for pgq.
-    #[default]
-    Probing,
-    /// Connected, but the database has no pgq (or one too old); re-checked every check_period.
-    NoPgq,
-    /// The server is a hot standby; ticking starts after promotion.
-    Standby,
-    /// Ticking.
-    Ticking,
-    /// Waiting before reconnecting after an error.
-    BackingOff,
-    /// Another instance holds this database's leader lock and ticks it; this one waits.
-    Follower,
-}
+mod state;
 
-impl DbState {
-    pub const ALL: [DbState; 6] = [
-        DbState::Probing,
-        DbState::NoPgq,
-        DbState::Standby,
-        DbState::Ticking,
-        DbState::BackingOff,
-        DbState::Follower,
-    ];
-
-    /// The name used in metrics labels and `/status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbState::Probing => "probing",
-            DbState::NoPgq => "no_pgq",
-            DbState::Standby => "standby",
-            DbState::Ticking => "ticking",
-            DbState::BackingOff => "backing_off",
-            DbState::Follower => "follower",
-        }
-    }
-
-    /// Whether this instance is expected to tick the database in this state.
-    pub fn should_tick(self) -> bool {
-        matches!(
-            self,
-            DbState::Probing | DbState::Ticking | DbState::BackingOff
-        )
-    }
-}
+pub use state::DbState;
 
 /// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
 /// difference between two [`Stats::totals`].
