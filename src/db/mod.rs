@@ -70,6 +70,9 @@ pub struct DbTask {
     ctx: DbContext,
     backoff: Backoff,
     outage: Outage,
+    /// Retry and maintenance schedules, kept across reconnects: after a server restart
+    /// a thousand databases reconnect and tick first; their housekeeping comes when due.
+    housekeeping: Option<Housekeeping>,
 }
 
 impl DbTask {
@@ -78,6 +81,7 @@ impl DbTask {
             ctx,
             backoff: Backoff::new(),
             outage: Outage::default(),
+            housekeeping: None,
         }
     }
 
@@ -146,7 +150,12 @@ impl DbTask {
 
     async fn tick(&mut self, session: Session, lock: Lock) -> State {
         let mut ticking = Ticking::leading(&self.ctx, session, lock);
+        // The first ticking phase runs both jobs at once, as pgqd does when it finds pgq.
+        if let Some(housekeeping) = self.housekeeping.take() {
+            ticking = ticking.with_housekeeping(housekeeping);
+        }
         let end = ticking.run().await;
+        self.housekeeping = Some(ticking.take_housekeeping());
         // The backoff starts over only once ticking works: a database that connects
         // but fails at once is never re-probed faster than the backoff allows.
         if ticking.ticked() {

@@ -86,6 +86,18 @@ impl<'a> Ticking<'a> {
         self.session
     }
 
+    /// Continues the housekeeping schedules of an earlier phase (after a reconnect,
+    /// retry and maintenance are due when their periods say, not at once).
+    pub fn with_housekeeping(mut self, housekeeping: Housekeeping) -> Self {
+        self.housekeeping = housekeeping;
+        self
+    }
+
+    /// The housekeeping schedules, for the next phase.
+    pub fn take_housekeeping(&mut self) -> Housekeeping {
+        std::mem::take(&mut self.housekeeping)
+    }
+
     /// One turn: the ticker call, then due housekeeping calls on the same session for
     /// at most half a ticker_period, so the next tick is never held up by more than
     /// one bounded call. `Err(End::Follow)` when another instance has the leader lock.
