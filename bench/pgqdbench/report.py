@@ -177,8 +177,8 @@ def write_markdown(path: Path, runs: list[dict], args: argparse.Namespace, clust
         "## Method",
         "",
         f"Measured windows: {windows}; warm-ups after every database has ticked: {warmups} "
-        "(at 1000 databases the last start-up connections, ours' second connection per "
-        "database, are opened up to about 20 s after the start on a 2-core machine, and the "
+        "(at 1000 databases the first maintenance rounds and pgqd 3.5's first per-round "
+        "connections run for some seconds after the last database has ticked, and the "
         f"window is meant to be steady state); {args.rounds} round(s) per scenario; "
         f"connections sampled every {args.sample_every:g} s.",
         "",
