@@ -293,17 +293,23 @@ fn json_log_lines() {
     assert!(saw_db, "{text}");
 }
 
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET, read with the deadline.
+fn notify_socket(dir: &Path) -> (std::path::PathBuf, UnixDatagram) {
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(crate::harness::DEADLINE))
+        .unwrap();
+    (path, socket)
+}
+
 /// With NOTIFY_SOCKET set: READY=1 after start, RELOADING=1 then READY=1 around a
 /// reload, STOPPING=1 at shutdown.
 #[test]
 fn systemd_notifications() {
     let cluster = Cluster::shared();
     let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(crate::harness::DEADLINE))
-        .unwrap();
+    let (socket_path, socket) = notify_socket(dir.path());
     let ini = write_ini(
         dir.path(),
         &format!(
@@ -375,11 +381,7 @@ fn watchdog_pings_while_no_database_ticks() {
     let db = crate::engine::pgq_db(cluster, "watchdog");
     crate::engine::eager_queue(cluster, &db, "q");
     let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(crate::harness::DEADLINE))
-        .unwrap();
+    let (socket_path, socket) = notify_socket(dir.path());
     let ini = write_ini(
         dir.path(),
         &format!(
