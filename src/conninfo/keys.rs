@@ -128,12 +128,26 @@ pub(super) fn shows_value(name: &str) -> bool {
     lookup(name).is_some() && !is_secret(name)
 }
 
+/// An unknown option's name as an error shows it: a misspelt keyword is shown, but a
+/// "name" that is no word (a URI read as key=value text, `;postgresql://user:secret@h`)
+/// may hold a secret and is not.
+fn shown_name(name: &str) -> String {
+    let word = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if word {
+        name.to_string()
+    } else {
+        "(a name that is no word, not shown)".to_string()
+    }
+}
+
 /// Accepts `setting` if libpq knows its key and we honour the key and its value.
 pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
     let (name, value, origin) = (&setting.key, &setting.value, &setting.origin);
     let Some(key) = lookup(name) else {
         return Err(ConnInfoError::UnknownKey {
-            key: name.escape_debug().to_string(),
+            key: shown_name(name),
             origin: origin.clone(),
         });
     };

@@ -99,18 +99,26 @@ fn read_value(
     }
 }
 
-/// libpq's message, except that a word following a value that may be secret is not
-/// echoed: in `password=two words` the second word is part of the password.
+/// libpq's message, except that nothing that may be secret is echoed: a word following
+/// a value that may be secret (in `password=two words` the second word is part of the
+/// password), and any word that is not a connection option's name (a URI pasted with
+/// a quote in front, `'postgresql://user:secret@...`, is read as such words).
 fn missing_equals(key: &str, previous: Option<&Setting>) -> ConnInfoError {
     if let Some(previous) = previous.filter(|p| !keys::shows_value(&p.key)) {
+        let after = match keys::lookup(&previous.key) {
+            Some(_) => format!("the word following \"{}\"", previous.key.escape_debug()),
+            None => "a word that is no connection option".to_string(),
+        };
         return ConnInfoError::Syntax(format!(
-            "missing \"=\" after the word following \"{}\" in connection info string (quote values that contain blanks)",
-            previous.key.escape_debug()
+            "missing \"=\" after {after} in connection info string (quote values that contain blanks)"
         ));
     }
+    let word = match keys::lookup(key) {
+        Some(_) => format!("\"{}\"", key.escape_debug()),
+        None => "a word that is no connection option".to_string(),
+    };
     ConnInfoError::Syntax(format!(
-        "missing \"=\" after \"{}\" in connection info string",
-        key.escape_debug()
+        "missing \"=\" after {word} in connection info string"
     ))
 }
 
@@ -167,6 +175,21 @@ mod tests {
         assert!(err.contains("missing \"=\" after \"host\""), "{err}");
         let err = settings("user='abc").unwrap_err().to_string();
         assert!(err.contains("unterminated quoted string"), "{err}");
+    }
+
+    /// A word that is no option's name is not echoed: a URI with a quote in front
+    /// reads as words, and its user info holds the password.
+    #[test]
+    fn never_echoes_unknown_words() {
+        let secret = "Pwuh8OPj5bXDYH";
+        for text in [
+            format!("'postgresql://user:{secret}@application_name='a b'/db?x sslmode=verify-full"),
+            format!("postgresql://user:{secret}@host"),
+            format!("user:{secret} host=x"),
+        ] {
+            let err = settings(&text).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+        }
     }
 
     /// A word after an unquoted password (or a value of a key named like one) is not

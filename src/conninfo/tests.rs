@@ -303,3 +303,20 @@ fn errors_never_show_secrets() {
         assert!(!shown.contains(secret), "{shown}");
     }
 }
+
+/// An unknown option whose name is no word (a URI with a character in front, read
+/// as key=value text) is refused without echoing that name: it holds the password.
+#[test]
+fn unknown_names_that_are_no_words_are_not_shown() {
+    let secret = "PwvZ6b3mFQi";
+    let text = format!(";postgresql://user:{secret}@host=/tmp/db?x sslmode=verify-full");
+    let err = validate(&ConnStr::new(text)).unwrap_err().to_string();
+    assert!(!err.contains(secret), "{err}");
+    let err = validate(&ConnStr::new("hots=/tmp"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"hots\""),
+        "a misspelt keyword is named: {err}"
+    );
+}
