@@ -17,7 +17,6 @@ use crate::jobs::maint::{self, MAX_REPEAT, Operation};
 use crate::jobs::{Limits, queue_stats, retry};
 use crate::pg::{PgError, Session};
 use crate::schedule::spread_share;
-use crate::stats::Repeat;
 
 /// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
 const ERROR_RETRY: Duration = Duration::from_secs(20);
@@ -153,14 +152,12 @@ impl Housekeeping {
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
             Err(e) => {
-                let repeat = ctx.count_error("retry", &e);
-                if let Repeat::Log { .. } = repeat {
+                if let Some(repeated) = ctx.count_error("retry", &e).log_now() {
                     error!(
                         job = "retry",
                         sqlstate = e.sqlstate(),
                         query = retry::RETRY,
-                        "retry round failed: {e}{}",
-                        repeat.suffix()
+                        "retry round failed: {e}{repeated}"
                     );
                 }
                 self.retry_done(ERROR_RETRY.min(config.retry_period));
@@ -185,13 +182,11 @@ impl Housekeeping {
             Ok((queues, consumers)) => ctx.stats.set_queue_stats(&ctx.name, queues, consumers),
             Err(e) if e.ends_connection() => return Err(End::failed("queue_stats")(e)),
             Err(e) => {
-                let repeat = ctx.count_error("queue_stats", &e);
-                if let Repeat::Log { .. } = repeat {
+                if let Some(repeated) = ctx.count_error("queue_stats", &e).log_now() {
                     warn!(
                         job = "queue_stats",
                         sqlstate = e.sqlstate(),
-                        "reading the queue figures failed: {e}{}",
-                        repeat.suffix()
+                        "reading the queue figures failed: {e}{repeated}"
                     );
                 }
             }
@@ -222,14 +217,12 @@ impl Housekeeping {
             }
             Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
             Err(e) => {
-                let repeat = ctx.count_error("maint", &e);
-                if let Repeat::Log { .. } = repeat {
+                if let Some(repeated) = ctx.count_error("maint", &e).log_now() {
                     error!(
                         job = "maint",
                         sqlstate = e.sqlstate(),
                         query = "pgq.maint_operations()",
-                        "maint round failed: {e}{}",
-                        repeat.suffix()
+                        "maint round failed: {e}{repeated}"
                     );
                 }
                 self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
@@ -273,10 +266,7 @@ impl Housekeeping {
                 return Ok(());
             }
             Err(e) => {
-                let repeat = ctx.count_error("maint", &e);
-                if let Repeat::Log { .. } = repeat {
-                    maint::log_failure(operation, &e, &repeat.suffix());
-                }
+                operation_failed(ctx, operation, &e);
                 ctx.stats.maint_operation(&ctx.name, false);
                 round.failed += 1;
                 round.next_operation();
@@ -375,10 +365,7 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
                         log_slow_failure("maint", &maint::describe(operation), &e);
                         return;
                     }
-                    let repeat = ctx.count_error("maint", &e);
-                    if let Repeat::Log { .. } = repeat {
-                        maint::log_failure(operation, &e, &repeat.suffix());
-                    }
+                    operation_failed(ctx, operation, &e);
                     round.failed += 1;
                 }
                 round.next_operation();
@@ -390,6 +377,14 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
             );
             ctx.stats.maint_done();
         }
+    }
+}
+
+/// Counts a failed maintenance operation and logs it (identical failures once a
+/// minute); the rest of the round still runs.
+fn operation_failed(ctx: &DbContext, operation: &Operation, error: &PgError) {
+    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
+        maint::log_failure(operation, error, &repeated);
     }
 }
 

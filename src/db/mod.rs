@@ -27,7 +27,7 @@ pub use ticking::Ticking;
 
 use crate::pg::{PgError, Session};
 use crate::schedule::Backoff;
-use crate::stats::{DbState, Repeat};
+use crate::stats::DbState;
 use probe::Found;
 
 /// What the database task does next; each state owns what it needs.
@@ -213,12 +213,11 @@ impl DbTask {
                 self.backoff.next_delay()
             });
         }
-        if let Repeat::Log { .. } = repeat {
+        if let Some(repeated) = repeat.log_now() {
             error!(
                 job,
                 sqlstate = error.sqlstate(),
-                "{job} failed: {error}{}",
-                repeat.suffix()
+                "{job} failed: {error}{repeated}"
             );
         }
         State::BackingOff(self.ctx.config().check_period)

@@ -122,6 +122,12 @@ pub enum Repeat {
 }
 
 impl Repeat {
+    /// `Some(suffix)` when the line is to be logged now: the suffix says how many
+    /// identical lines were held back since the last one.
+    pub fn log_now(self) -> Option<String> {
+        matches!(self, Repeat::Log { .. }).then(|| self.suffix())
+    }
+
     /// The suffix for a line logged after held-back repeats.
     pub fn suffix(self) -> String {
         match self {
