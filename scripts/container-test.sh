@@ -124,16 +124,12 @@ build_images() {
     "$CACHE/venv/bin/hadolint" docker/Dockerfile docker/postgres-pgq/Dockerfile docker/postgres-pgq/Dockerfile.debian
     step "building $IMAGE from the .deb"
     # The build stage is replaced by the directory holding the .deb (no Rust image).
-    # Podman's layer cache does not look into bind-mounted files: a new .deb needs a
-    # build without the cache.
-    local sum fresh=()
-    sum=$(sha256sum <"$CACHE/deb/out/pgqd.deb")
-    if [ "$sum" != "$(cat "$CACHE/deb.sha256" 2>/dev/null)" ] || ! podman image exists "$IMAGE"; then
-        fresh=(--no-cache)
-    fi
-    podman build --quiet --format docker "${fresh[@]}" --build-context build="$CACHE/deb" \
+    # Always without the layer cache: its key for the RUN that installs the bind-mounted
+    # .deb is the Dockerfile's text, not the file, so a cached layer may hold any earlier
+    # build's binary (CI once got one from two hours before). The build takes seconds.
+    podman build --quiet --format docker --no-cache --build-context build="$CACHE/deb" \
         -f docker/Dockerfile -t "$IMAGE" . >/dev/null
-    echo "$sum" >"$CACHE/deb.sha256"
+    podman image prune --force >/dev/null
     local built packaged
     built=$(podman run --rm --entrypoint sha256sum "$IMAGE" /usr/bin/pgqd 2>/dev/null | cut -d' ' -f1)
     packaged=$(dpkg-deb --fsys-tarfile "$CACHE/deb/out/pgqd.deb" | tar -xO ./usr/bin/pgqd | sha256sum | cut -d' ' -f1)
