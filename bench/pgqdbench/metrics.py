@@ -118,18 +118,23 @@ class Connections(Metric):
 
 
 class BackendPss(Metric):
-    figures = (Figure("backend_pss", "client backends' PSS, MB", 1),)
+    figures = (Figure("backend_pss", "client backends' PSS, MB", 1),
+               Figure("backend_anon", "client backends' private memory, MB", 1))
     method = (
         "*client backends' PSS*: the server memory the daemon's sessions cost: at the end of\n"
         "  the window, the sum of `Pss` in `/proc/PID/smaps_rollup` over the backends counted\n"
         "  as connections held (each backend's private pages plus its share of every shared\n"
-        "  page it maps, shared buffers included);")
+        "  page it maps, shared buffers included); *private memory*: the sum of `Pss_Anon`,\n"
+        "  the part that closing those sessions would give back (heap, catalog and plan\n"
+        "  caches); the rest is the backends' share of shared buffers and files, which stay\n"
+        "  allocated whoever touched them;")
 
-    def end(self, w: Window, state: None) -> float:
-        return pss_mb(activity.backend_pids(w.cluster))
+    def end(self, w: Window, state: None) -> tuple[float, float]:
+        pids = activity.backend_pids(w.cluster)
+        return pss_mb(pids), pss_mb(pids, "Pss_Anon")
 
-    def result(self, w: Window, state: None, reading: float) -> dict:
-        return {"backend_pss": reading}
+    def result(self, w: Window, state: None, reading: tuple[float, float]) -> dict:
+        return {"backend_pss": reading[0], "backend_anon": reading[1]}
 
 
 class TickerRate(Metric):

@@ -67,14 +67,16 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def pss_mb(pids: list[int]) -> float:
-    """Sum of the proportional set sizes of these processes (smaps_rollup's Pss: private
-    pages plus each shared page divided by the number of processes mapping it). A process
-    that has exited meanwhile counts nothing."""
+def pss_mb(pids: list[int], field: str = "Pss") -> float:
+    """Sum of a proportional-set-size field of these processes' smaps_rollup, MB. `Pss`:
+    private pages plus each shared page divided by the number of processes mapping it;
+    `Pss_Anon`: the anonymous part only (heap, caches, plans: what exiting would free),
+    without the share of shared buffers and files. A process that has exited meanwhile
+    counts nothing."""
     total = 0.0
     for pid in pids:
         try:
-            pss = _kb_field(f"/proc/{pid}/smaps_rollup", "Pss")
+            pss = _kb_field(f"/proc/{pid}/smaps_rollup", field)
         except OSError:
             continue
         if pss == pss:  # not NaN

@@ -59,6 +59,8 @@ fn bench_quick_mode_prints_both_daemons() {
         "new server sessions/min",
         "server CPU, s/min",
         "connections held, mean",
+        "client backends' PSS, MB",
+        "client backends' private memory, MB",
         "ticker calls/db/s, mean",
         "start until all dbs ticked, s",
         "restart until all dbs tick, s",
