@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 ensure_packages
 ensure_test_packages
+# In a subshell: the tests find it in the cache, and PGQD_REFERENCE must not reach them
+# (every daemon they start would read a PGQD_* variable as a setting).
+(ensure_reference)
 export PATH="$PG_BINDIR:$PATH"
 
 echo "== cargo fmt --check"

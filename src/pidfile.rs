@@ -4,7 +4,9 @@
 //! The lock, not the pid, says whether a daemon runs: a locked file names a live
 //! daemon whatever its binary is called, an unlocked one is stale whatever process now
 //! has its pid. pgqd 3.5 only checks that the pid is alive, so it refuses to start when
-//! the pid was reused and signals whatever process reused it.
+//! the pid was reused and signals whatever process reused it. One exception: pgqd 3.5
+//! itself never locks, so an unlocked file naming a live process called `pgqd` (not
+//! us) is a running daemon too; starting beside it would tick every database twice.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -53,8 +55,17 @@ pub fn holder(path: &Path) -> Holder {
         Err((file, Errno::EWOULDBLOCK)) => {
             locked_pid(&file).map_or(Holder::NotRunning, Holder::Running)
         }
-        Ok(_) | Err(_) => Holder::NotRunning,
+        Ok(unlocked) => unlocking_pgqd(&unlocked).map_or(Holder::NotRunning, Holder::Running),
+        Err(_) => Holder::NotRunning,
     }
+}
+
+/// The pid in an unlocked pidfile when it is a live process called `pgqd` other than
+/// this one: a daemon that does not lock its pidfile (pgqd 3.5).
+fn unlocking_pgqd(file: &File) -> Option<i32> {
+    let pid = read_pid(file).filter(|pid| *pid != std::process::id() as i32)?;
+    let name = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (name.trim_end() == "pgqd").then_some(pid)
 }
 
 /// The pid in a locked pidfile, waiting briefly for a daemon that has just locked it.
@@ -79,13 +90,23 @@ fn read_pid(mut file: &File) -> Option<i32> {
 impl Pidfile {
     /// Takes the pidfile for this process: locks it, then writes our pid. A file left
     /// by a dead daemon is stale (`on_stale` is told, so it can log) and overwritten; a
-    /// locked one makes this fail with the holder's pid.
+    /// locked one, or one naming a running pgqd that does not lock, makes this fail
+    /// with the holder's pid.
     pub fn create(path: &Path, on_stale: impl FnOnce()) -> Result<Pidfile, String> {
         let mut lock = lock_current_file(path)?;
+        if let Some(pid) = unlocking_pgqd(&lock) {
+            return Err(format!(
+                "pidfile exists, another instance running? (\"{}\" names pid {pid}, a \
+                 running pgqd that does not lock its pidfile, such as pgqd 3.5)",
+                path.display()
+            ));
+        }
         if lock.metadata().is_ok_and(|m| m.len() > 0) {
             on_stale();
         }
+        // From the start: reading the old pid above moved the file's offset.
         lock.set_len(0)
+            .and_then(|()| std::io::Seek::rewind(&mut *lock))
             .and_then(|()| writeln!(lock, "{}", std::process::id()))
             .map_err(|e| describe("cannot write pidfile", path, &e))?;
         Ok(Pidfile {
@@ -234,6 +255,35 @@ mod tests {
         let error = Pidfile::create(&path, || {}).unwrap_err();
         assert!(error.starts_with("cannot open pidfile \""), "{error}");
         assert!(error.contains("none/p.pid"), "{error}");
+    }
+
+    /// A live process called `pgqd` named in an unlocked pidfile (what pgqd 3.5 leaves)
+    /// is a running daemon: found by `holder`, and a start is refused naming its pid.
+    #[test]
+    fn unlocked_but_named_pgqd_is_running() {
+        let dir = tempfile::tempdir().unwrap();
+        // A real process whose name is pgqd: sleep under that name.
+        let program = dir.path().join("pgqd");
+        fs::copy("/bin/sleep", &program).unwrap();
+        let mut child = std::process::Command::new(&program)
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let path = dir.path().join("p.pid");
+        fs::write(&path, format!("{pid}\n")).unwrap();
+        let found = holder(&path);
+        let refused = Pidfile::create(&path, || panic!("not stale"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, Holder::Running(pid));
+        let error = refused.unwrap_err();
+        assert!(
+            error.starts_with("pidfile exists, another instance running?")
+                && error.contains(&format!("names pid {pid}")),
+            "{error}"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{pid}\n"));
     }
 
     /// Garbage in a pidfile means nothing is running.

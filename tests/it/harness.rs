@@ -68,6 +68,24 @@ pub fn require_tool(program: &str, arg: &str, package: &str) {
     );
 }
 
+/// Debian's pgqd 3.5 as scripts/test.sh unpacks it (never installed) into
+/// `$XDG_CACHE_HOME/pgqd-reference` (default `~/.cache`): the reference a test runs
+/// beside ours. Read from there, not from `PGQD_REFERENCE`: a `PGQD_*` variable in the
+/// tests' environment would reach every daemon they start.
+pub fn reference_pgqd() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/.cache"));
+    let program = cache.join("pgqd-reference/usr/bin/pgqd");
+    require_tool(
+        program.to_str().unwrap(),
+        "-V",
+        "pgqd (unpacked, not installed)",
+    );
+    program
+}
+
 /// A child process killed on drop, so a failing test leaves no daemon behind.
 pub struct KillOnDrop(pub Child);
 

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Cluster, DEADLINE, KillOnDrop, pgqd, wait_child, wait_until};
+use crate::harness::{Cluster, DEADLINE, KillOnDrop, pgqd, reference_pgqd, wait_child, wait_until};
 
 /// Runs `command` to completion, killing it if it outlives the deadline (a second
 /// daemon that wrongly starts must not hang the test). Returns the exit code and stderr.
@@ -117,4 +117,56 @@ fn unlocked_pidfile_is_stale_whatever_its_pid() {
         bystander.0.try_wait().unwrap().is_none(),
         "bystander signalled"
     );
+}
+
+/// pgqd 3.5 does not lock its pidfile: while it runs, a start on the same pidfile is
+/// refused naming its pid (both would tick every database), and `-s` stops it, as
+/// pgqd 3.5's own `-s` would.
+#[test]
+fn running_pgqd35_on_the_pidfile_is_found() {
+    let cluster = Cluster::shared();
+    let db = cluster.create_pgq_db("lock35");
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("old.pid");
+    let ini = dir.path().join("old.ini");
+    fs::write(
+        &ini,
+        crate::harness::ini(&format!(
+            "base_connstr = {}\ndatabase_list = {db}\npidfile = {}",
+            cluster.connstr(),
+            pidfile.display()
+        )),
+    )
+    .unwrap();
+    let mut old = KillOnDrop(
+        Command::new(reference_pgqd())
+            .arg(&ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = old.0.id() as i32;
+    wait_until("pgqd 3.5's pid in the pidfile", || {
+        fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == pid.to_string())
+    });
+
+    let (code, stderr) = run_within_deadline(pgqd().arg(&ini));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pidfile exists, another instance running?")
+            && stderr.contains(&format!("names pid {pid}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string(),
+        "the pidfile is left alone"
+    );
+
+    let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
+    assert_eq!(stop, "SIGINT sent\n");
+    wait_until("pgqd 3.5 exits", || old.0.try_wait().unwrap().is_some());
+    assert!(!pidfile.exists(), "pgqd 3.5 removed its pidfile");
 }
