@@ -92,6 +92,10 @@ settings! {
     /// Non-zero: tick a database only while holding its leader lock (one instance of
     /// several ticks); 0: tick without it, as pgqd 3.5.
     leader_lock: i64 = Integer, "1";
+    /// Non-zero: every retry and maintenance round on a connection of its own, opened
+    /// for the round and closed after it, as pgqd 3.5; 0: between ticks on the
+    /// ticker's connection.
+    round_connections: i64 = Integer, "0";
 }
 
 /// The key called `name`.

@@ -2,7 +2,9 @@
 //! session, one bounded call at a time. A call that overruns its inline bound is
 //! cancelled (each call is its own transaction, so that is safe) and the rest of its
 //! round moves to a short-lived second connection, as does every VACUUM. pgqd 3.5
-//! opens a new connection for every round; we open one only for slow work.
+//! opens a new connection for every round; we open one only for slow work, unless
+//! `round_connections` asks for pgqd 3.5's way (every round on a connection of its
+//! own, so the ticker's backend never holds the maintenance functions' caches).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -55,7 +57,8 @@ enum Step {
 /// Work for the second connection.
 enum SlowWork {
     Retry,
-    Maint(MaintRound),
+    /// A maintenance round, planned there (`round_connections`) or already begun.
+    Maint(Option<MaintRound>),
 }
 
 impl Default for Housekeeping {
@@ -112,7 +115,12 @@ impl Housekeeping {
         config: &Config,
     ) -> Result<Step, End> {
         let now = Instant::now();
-        if !self.retrying && self.next_retry <= now {
+        if config.round_connections != 0 {
+            if let Some(work) = self.due_round(now, config) {
+                self.move_to_slow_lane(ctx, work);
+                return Ok(Step::Idle);
+            }
+        } else if !self.retrying && self.next_retry <= now {
             self.retrying = true;
         }
         if self.retrying {
@@ -134,6 +142,20 @@ impl Housekeeping {
             return Ok(Step::More);
         }
         Ok(Step::Idle)
+    }
+
+    /// With `round_connections`: the round now due, if any, scheduled as done (a
+    /// failure is logged, and the next round comes a period later, as pgqd 3.5 does).
+    fn due_round(&mut self, now: Instant, config: &Config) -> Option<SlowWork> {
+        if self.next_retry <= now {
+            self.next_retry = now + config.retry_period;
+            Some(SlowWork::Retry)
+        } else if self.next_maint <= now {
+            self.next_maint = now + config.maint_period;
+            Some(SlowWork::Maint(None))
+        } else {
+            None
+        }
     }
 
     async fn retry_call(
@@ -208,23 +230,12 @@ impl Housekeeping {
         let (limits, _) = inline(ctx, config, config.maint_timeout);
         match maint::operations(session, &limits).await {
             Ok(operations) => {
-                self.maint = Some(MaintRound {
-                    operations: operations.into(),
-                    calls: 0,
-                    failed: 0,
-                });
+                self.maint = Some(MaintRound::new(operations));
                 Ok(())
             }
             Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
             Err(e) => {
-                if let Some(repeated) = ctx.count_error("maint", &e).log_now() {
-                    error!(
-                        job = "maint",
-                        sqlstate = e.sqlstate(),
-                        query = "pgq.maint_operations()",
-                        "maint round failed: {e}{repeated}"
-                    );
-                }
+                planning_failed(ctx, &e);
                 self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
                 Ok(())
             }
@@ -278,7 +289,7 @@ impl Housekeeping {
 
     fn maint_to_slow_lane(&mut self, ctx: &DbContext, round: MaintRound, config: &Config) {
         self.next_maint = Instant::now() + config.maint_period;
-        self.move_to_slow_lane(ctx, SlowWork::Maint(round));
+        self.move_to_slow_lane(ctx, SlowWork::Maint(Some(round)));
     }
 
     fn maint_done(&mut self, ctx: &DbContext, round: &MaintRound, next: Duration) {
@@ -318,6 +329,14 @@ impl Housekeeping {
 }
 
 impl MaintRound {
+    fn new(operations: Vec<Operation>) -> MaintRound {
+        MaintRound {
+            operations: operations.into(),
+            calls: 0,
+            failed: 0,
+        }
+    }
+
     fn next_operation(&mut self) {
         self.operations.pop_front();
         self.calls = 0;
@@ -335,7 +354,7 @@ fn inline<'a>(ctx: &'a DbContext, config: &Config, job_timeout: Duration) -> (Li
     (limits, job_timeout <= bound)
 }
 
-/// The slow lane: the rest of a round with the job's own timeout.
+/// The slow lane: the rest of a round (or a whole round) with the job's own timeout.
 async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
     let config = ctx.config();
     match work {
@@ -346,37 +365,66 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
             };
             let moved_back = |moved| ctx.stats.retried(&ctx.name, moved);
             if let Err(e) = retry::round(session, &limits, moved_back).await {
-                log_slow_failure("retry", retry::RETRY, &e);
+                log_slow_failure(ctx, "retry", retry::RETRY, &e);
             }
         }
-        SlowWork::Maint(mut round) => {
+        SlowWork::Maint(round) => {
             let limits = Limits {
                 timeout: config.maint_timeout,
                 shutdown: &ctx.shutdown,
             };
-            while let Some(operation) = round.operations.front() {
-                if ctx.shutdown.is_cancelled() {
-                    return;
-                }
-                let result = maint::run(session, &limits, operation, round.calls).await;
-                ctx.stats.maint_operation(&ctx.name, result.is_ok());
-                if let Err(e) = result {
-                    if e.ends_connection() {
-                        log_slow_failure("maint", &maint::describe(operation), &e);
-                        return;
-                    }
-                    operation_failed(ctx, operation, &e);
-                    round.failed += 1;
-                }
-                round.next_operation();
-            }
-            debug!(
-                job = "maint",
-                "maintenance round done on the second connection, {} operations failed",
-                round.failed
-            );
-            ctx.stats.maint_done();
+            let round = match round {
+                Some(round) => round,
+                None => match maint::operations(session, &limits).await {
+                    Ok(operations) => MaintRound::new(operations),
+                    Err(e) if e.is_shutdown() => return,
+                    Err(e) => return planning_failed(ctx, &e),
+                },
+            };
+            run_slow_maint(ctx, session, &limits, round).await;
         }
+    }
+}
+
+async fn run_slow_maint(
+    ctx: &DbContext,
+    session: &Session,
+    limits: &Limits<'_>,
+    mut round: MaintRound,
+) {
+    while let Some(operation) = round.operations.front() {
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let result = maint::run(session, limits, operation, round.calls).await;
+        ctx.stats.maint_operation(&ctx.name, result.is_ok());
+        if let Err(e) = result {
+            if e.ends_connection() {
+                log_slow_failure(ctx, "maint", &maint::describe(operation), &e);
+                return;
+            }
+            operation_failed(ctx, operation, &e);
+            round.failed += 1;
+        }
+        round.next_operation();
+    }
+    debug!(
+        job = "maint",
+        "maintenance round done on the second connection, {} operations failed", round.failed
+    );
+    ctx.stats.maint_done();
+}
+
+/// Counts and logs a failed `pgq.maint_operations()` (identical failures once a
+/// minute): the round cannot start.
+fn planning_failed(ctx: &DbContext, error: &PgError) {
+    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
+        error!(
+            job = "maint",
+            sqlstate = error.sqlstate(),
+            query = "pgq.maint_operations()",
+            "maint round failed: {error}{repeated}"
+        );
     }
 }
 
@@ -388,14 +436,16 @@ fn operation_failed(ctx: &DbContext, operation: &Operation, error: &PgError) {
     }
 }
 
-fn log_slow_failure(job: &str, query: &str, error: &PgError) {
+fn log_slow_failure(ctx: &DbContext, job: &'static str, query: &str, error: &PgError) {
     if error.is_shutdown() {
         return;
     }
-    error!(
-        job,
-        sqlstate = error.sqlstate(),
-        query,
-        "{job} round failed on the second connection: {error}"
-    );
+    if let Some(repeated) = ctx.count_error(job, error).log_now() {
+        error!(
+            job,
+            sqlstate = error.sqlstate(),
+            query,
+            "{job} round failed on the second connection: {error}{repeated}"
+        );
+    }
 }

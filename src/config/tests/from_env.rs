@@ -61,6 +61,7 @@ fn every_key_from_the_environment() {
         ("http_listen", "127.0.0.1:9650"),
         ("queue_stats_period", "15"),
         ("leader_lock", "0"),
+        ("round_connections", "1"),
     ];
     assert_eq!(settings.len(), known_keys().len());
     let ini: String = settings

@@ -74,6 +74,7 @@ log_format = json
 http_listen = 127.0.0.1:9650
 queue_stats_period = 15
 leader_lock = 0
+round_connections = 1
 ")
     .unwrap();
     let from_toml = toml_text(
@@ -100,6 +101,7 @@ log_format = "json"
 http_listen = "127.0.0.1:9650"
 queue_stats_period = 15
 leader_lock = 0
+round_connections = 1
 "#,
     )
     .unwrap();
@@ -133,7 +135,7 @@ fn defaults_are_valid() {
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 22, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 23, "{:?}", known_keys());
 }
 
 /// Times are non-negative decimal seconds; units, signs and zero are refused with

@@ -166,3 +166,74 @@ fn template_database_is_not_held_open() {
         "a template database is served",
     );
 }
+
+/// `round_connections = 1` is pgqd 3.5's way: every retry and maintenance round on a
+/// connection of its own. Rounds still run, each opens a session, and the ticker's kept
+/// backend never runs a retry or maintenance call (its last statement, sampled all
+/// along, is never one; with the default 0 it often is).
+#[test]
+fn round_connections_keep_housekeeping_off_the_ticker_session() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "rounds");
+    eager_queue(cluster, &db, "q");
+    let daemon = Daemon::start(&serving(
+        cluster,
+        &[&db],
+        &[
+            "ticker_period = 0.1",
+            "retry_period = 0.3",
+            "maint_period = 0.3",
+            "round_connections = 1",
+        ],
+    ));
+    let mut observer = cluster.connect("postgres");
+    let mut client = cluster.connect(&db);
+    let ticker_pid = |observer: &mut postgres::Client| -> Option<i32> {
+        observer
+            .query_opt(
+                "select pid from pg_stat_activity where datname = $1 and query like 'select pgq.ticker()%'",
+                &[&db],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    let mut pid = None;
+    wait_for(&daemon, "the ticker's backend", || {
+        pid = ticker_pid(&mut observer);
+        pid.is_some()
+    });
+    let (sessions_before, _) = sessions(&mut observer);
+    let calls_before = pgq_calls(&mut client, "maint_operations");
+    let mut samples = 0;
+    wait_for(&daemon, "ten maintenance rounds", || {
+        let last: String = observer
+            .query_one(
+                "select coalesce(max(query), '') from pg_stat_activity where pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        check(
+            &daemon,
+            !last.contains("maint_"),
+            &format!("the ticker's backend ran {last:?}"),
+        );
+        samples += 1;
+        pgq_calls(&mut client, "maint_operations") >= calls_before + 10
+    });
+    let (sessions_after, _) = sessions(&mut observer);
+    check(
+        &daemon,
+        sessions_after >= sessions_before + 10,
+        &format!(
+            "{} new sessions over ten maintenance rounds",
+            sessions_after - sessions_before
+        ),
+    );
+    check(
+        &daemon,
+        ticker_pid(&mut observer) == pid && pgq_calls(&mut client, "maint_retry_events") > 0,
+        "the same ticker backend, retry rounds run",
+    );
+    check(&daemon, samples > 10, &format!("{samples} samples"));
+}
