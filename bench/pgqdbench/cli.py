@@ -19,7 +19,8 @@ from pathlib import Path
 from .cluster import BenchError, log
 from .daemons import Daemon
 from .report import REPO, tables, write_markdown
-from .scenarios import DEFAULT_SCENARIOS, Bench, Scenario, per_dbs_list, scenario_list
+from .scenarios import (DEFAULT_SCENARIOS, Bench, Scenario, ini_settings, per_dbs_list,
+                        scenario_list)
 from .soak import Soak
 
 
@@ -57,6 +58,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                   "then target/release/pgqd")
     p.add_argument("--rev", help="build our pgqd from this git revision (a clean export "
                                  "under target/bench-src) instead of the working tree")
+    p.add_argument("--variant", type=ini_settings, default={},
+                   help="also run our pgqd with these pgqd.ini settings (KEY=VALUE, "
+                        "comma-separated) as a third daemon in every round, e.g. "
+                        "round_connections=1")
     p.add_argument("--out", help="markdown report to write (default docs/benchmarks.md; "
                                  "none with --quick); '-' for none")
     p.add_argument("--json", help="also write every run's raw figures to this file")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cluster import CTL_DB, PLAIN_DBS, TPL_DB, Cluster
 from .metrics import FIGURES, METRICS, RUN, START, WINDOW
-from .scenarios import per_dbs
+from .scenarios import daemons, per_dbs
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -37,6 +37,15 @@ def cell(values: list[float], digits: int, cap: float | None) -> str:
     return f"{fmt(med, digits, cap)} [{fmt(min(values), digits, cap)}–{fmt(max(values), digits, cap)}]"
 
 
+def ratio(ref: list[float], our: list[float]) -> str:
+    """Median over median, or "-"."""
+    if ref and our:
+        mr, mo = statistics.median(ref), statistics.median(our)
+        if math.isfinite(mr) and math.isfinite(mo) and mr != 0:
+            return f"{mo / mr:.2f}"
+    return "-"
+
+
 def tables(runs: list[dict], args: argparse.Namespace) -> str:
     out = []
     for sc in args.scenarios:
@@ -46,23 +55,21 @@ def tables(runs: list[dict], args: argparse.Namespace) -> str:
         rounds = max(r["round"] for r in sel)
         out.append(f"### {sc.dbs} pgq databases (+{len(PLAIN_DBS) + 1} without pgq), "
                    f"{sc.title}\n")
+        order = " ".join("ABC"[: len(daemons(args))])
         out.append(f"{sel[0]['window']:g} s measured window after warm-up, {rounds} round(s) "
-                   "A B; median [min–max] over the rounds.\n")
-        out.append("| figure | pgqd 3.5 | ours | ours/pgqd |")
-        out.append("|---|---|---|---|")
+                   f"{order}; median [min–max] over the rounds.\n")
+        ours = [who for who, _, _ in daemons(args)][1:]
+        out.append("| figure | pgqd 3.5 | " + " | ".join(f"{who} | {who}/pgqd" for who in ours)
+                   + " |")
+        out.append("|---|---|" + "---|---|" * len(ours))
         for f in FIGURES:
             cap = getattr(args, f.cap) if f.cap else None
             ref = [r[f.key] for r in sel if r["daemon"] == "pgqd 3.5" and f.key in r]
-            our = [r[f.key] for r in sel if r["daemon"] == "ours" and f.key in r]
-            if not ref and not our:
+            cols = [[r[f.key] for r in sel if r["daemon"] == who and f.key in r] for who in ours]
+            if not ref and not any(cols):
                 continue
-            ratio = "-"
-            if ref and our:
-                mr, mo = statistics.median(ref), statistics.median(our)
-                if math.isfinite(mr) and math.isfinite(mo) and mr != 0:
-                    ratio = f"{mo / mr:.2f}"
-            out.append(f"| {f.label} | {cell(ref, f.digits, cap)} | {cell(our, f.digits, cap)} "
-                       f"| {ratio} |")
+            cells = "".join(f" {cell(our, f.digits, cap)} | {ratio(ref, our)} |" for our in cols)
+            out.append(f"| {f.label} | {cell(ref, f.digits, cap)} |{cells}")
         out.append("")
     return "\n".join(out)
 
@@ -130,14 +137,20 @@ How each figure is measured (the script is `bench/bench.py` with its modules in
 METHOD_END = "- Then SIGINT; the next daemon starts only after every client backend has gone.\n"
 
 
-def method() -> str:
+def method(args: argparse.Namespace) -> str:
     """The method section, from each metric's own paragraph."""
     def bullets(when: str, indent: str) -> list[str]:
         lines = [[line.strip() for line in m.method.splitlines()]
                  for m in METRICS if m.when == when and m.method]
         return [indent + "- " + ("\n" + indent + "  ").join(text) for text in lines]
+    variant = []
+    if args.variant:
+        who = daemons(args)[2][0]
+        variant = [f"- A third daemon, *{who}*, is our pgqd with those settings added to the "
+                   "same pgqd.ini; it runs after ours in every round."]
     return "\n".join([
         METHOD_START,
+        *variant,
         *bullets(START, ""),
         "- Then a warm-up, then the measured window. Over the window:",
         *bullets(WINDOW, "  "),
@@ -182,7 +195,7 @@ def write_markdown(path: Path, runs: list[dict], args: argparse.Namespace, clust
         f"window is meant to be steady state); {args.rounds} round(s) per scenario; "
         f"connections sampled every {args.sample_every:g} s.",
         "",
-        method(),
+        method(args),
         "Cluster settings (appended to postgresql.conf after initdb):",
         "",
         "```",

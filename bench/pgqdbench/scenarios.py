@@ -5,6 +5,7 @@ settings it changes, an optional set-up step); every scenario runs each daemon i
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -58,6 +59,30 @@ def scenario_list(text: str) -> list[Scenario]:
     return out
 
 
+def ini_settings(text: str) -> dict[str, str]:
+    """"round_connections=1,leader_lock=0" -> {"round_connections": "1", "leader_lock": "0"}"""
+    out = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def variant_name(settings: dict[str, str]) -> str:
+    """The name of our pgqd run with extra settings: "ours, round_connections = 1"."""
+    return "ours, " + ", ".join(f"{k} = {v}" for k, v in settings.items())
+
+
+def daemons(args: argparse.Namespace) -> list[tuple[str, str, dict[str, str]]]:
+    """Who runs in each round, in order: name, binary, pgqd.ini settings of its own."""
+    out = [("pgqd 3.5", args.reference, {}), ("ours", args.ours, {})]
+    if args.variant:
+        out.append((variant_name(args.variant), args.ours, args.variant))
+    return out
+
+
 def per_dbs_list(text: str) -> dict[int, float]:
     """"100=60,1000=30" -> {100: 60.0, 1000: 30.0}; a bare "45" -> {0: 45.0}"""
     out = {}
@@ -95,28 +120,29 @@ class Bench:
         runs: list[dict] = []
         self.setup_cluster()
         c = self.cluster
-        daemons = [("pgqd 3.5", a.reference), ("ours", a.ours)]
         for sc in a.scenarios:
             c.ensure_pgq_dbs(sc.dbs)
             if sc.setup:
                 sc.setup(c, c.pgq_dbs[: sc.dbs])
             restart = a.restart == "all" or (a.restart == "default" and sc.ticker_period == 1)
             for rnd in range(1, a.rounds + 1):
-                for who, binary in daemons:
+                for who, binary, own in daemons(a):
                     log(f"{sc.dbs} dbs, {sc.title}, round {rnd}/{a.rounds}: {who}")
-                    r = self.run_daemon(who, binary, sc, restart)
+                    r = self.run_daemon(who, binary, sc, own, restart)
                     r["round"] = rnd
                     runs.append(r)
                     log("  " + ", ".join(f"{f.key} {r[f.key]:.3g}" for f in FIGURES if f.key in r))
         return runs
 
-    def run_daemon(self, who: str, binary: str, sc: Scenario, restart: bool) -> dict:
-        """One run: start, first ticks, warm-up, measured window, restart, stop."""
+    def run_daemon(self, who: str, binary: str, sc: Scenario, own: dict[str, str],
+                   restart: bool) -> dict:
+        """One run: start, first ticks, warm-up, measured window, restart, stop. `own`:
+        pgqd.ini settings of this daemon's, on top of the scenario's."""
         a, c = self.args, self.cluster
         self.run_no += 1
-        tag = f"{self.run_no:02d}-{who}-{sc.dbs}-{sc.ticker_period:g}"
+        tag = re.sub(r"[^\w.]+", "-", f"{self.run_no:02d}-{who}-{sc.dbs}-{sc.ticker_period:g}")
         ini = c.dir / f"{tag}.ini"
-        write_ini(ini, c, sc.ini)
+        write_ini(ini, c, {**sc.ini, **own})
         activity.wait_no_clients(c)
         window = per_dbs(a.window, sc.dbs)
         dbs = c.pgq_dbs[: sc.dbs]
