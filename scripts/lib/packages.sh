@@ -55,7 +55,8 @@ ensure_packages() {
 
 # What the test suite needs beyond PostgreSQL and pgq: Patroni with etcd (failover
 # tests), setpriv to run Patroni as the postgres user, Prometheus with promtool (the
-# alert rules and a real scrape). The tests start their own servers on free ports.
+# alert rules and a real scrape), pgbouncer (the transaction-pooler guard). The tests
+# start their own servers on free ports.
 ensure_test_packages() {
     local missing=()
     command -v promtool >/dev/null || missing+=(prometheus)
@@ -63,6 +64,7 @@ ensure_test_packages() {
     command -v etcd >/dev/null || missing+=(etcd-server)
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     command -v setpriv >/dev/null || missing+=(util-linux)
+    command -v pgbouncer >/dev/null || missing+=(pgbouncer)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

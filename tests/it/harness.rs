@@ -175,6 +175,32 @@ fn server_command(program: &str) -> Command {
     }
 }
 
+/// `program` run as the postgres user when we are root (through `setpriv`, which
+/// execs, so the child's pid is the program's): servers that refuse to run as root.
+pub fn as_postgres(program: &str) -> Command {
+    if !is_root() {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--init-groups",
+        program,
+    ]);
+    cmd
+}
+
+/// Makes `path` the postgres user's when we are root.
+pub fn give_to_postgres(path: &Path) {
+    if is_root() {
+        let pg = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("no postgres user");
+        nix::unistd::chown(path, Some(pg.uid), Some(pg.gid)).unwrap();
+    }
+}
+
 fn run_checked(cmd: &mut Command) {
     let out = cmd
         .output()
@@ -247,12 +273,7 @@ impl Cluster {
     fn empty() -> Cluster {
         let dir = std::env::temp_dir().join(unique("pgqd-it"));
         fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let pg = nix::unistd::User::from_name("postgres")
-                .unwrap()
-                .expect("no postgres user");
-            nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
-        }
+        give_to_postgres(&dir);
         let port = 20000
             + (std::process::id() % 20000) as u16
             + NEXT.fetch_add(1, Ordering::Relaxed) as u16;

@@ -8,6 +8,7 @@
 
 mod pair;
 mod patroni;
+mod pooler;
 
 use std::time::Duration;
 

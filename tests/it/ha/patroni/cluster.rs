@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, bindir, free_port, unique, wait_until};
+use crate::harness::{
+    DEADLINE, as_postgres, bindir, free_port, give_to_postgres, unique, wait_until,
+};
 
 /// How long Patroni may take to stop its PostgreSQL on drop before both are killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -304,32 +306,4 @@ postgresql:
   - host replication all 127.0.0.1/32 trust
 "
     )
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// `program` run as the postgres user when we are root.
-fn as_postgres(program: &str) -> Command {
-    if !is_root() {
-        return Command::new(program);
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=postgres",
-        "--regid=postgres",
-        "--init-groups",
-        program,
-    ]);
-    cmd
-}
-
-fn give_to_postgres(path: &Path) {
-    if is_root() {
-        let pg = nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("no postgres user");
-        nix::unistd::chown(path, Some(pg.uid), Some(pg.gid)).unwrap();
-    }
 }
