@@ -311,17 +311,21 @@ impl Housekeeping {
         };
         debug!(
             job,
-            "slow work: moving the rest of the round to a second connection"
+            "moving the rest of the round (or a whole round) to a second connection"
         );
         let run = async move {
             match ctx.connect().await {
                 Ok(session) => run_slow(&ctx, &session, work).await,
                 Err(e) if e.is_shutdown() => {}
-                Err(e) => error!(
-                    job,
-                    sqlstate = e.sqlstate(),
-                    "cannot open a second connection for slow {job} work: {e}"
-                ),
+                Err(e) => {
+                    if let Some(repeated) = ctx.count_error(job, &e).log_now() {
+                        error!(
+                            job,
+                            sqlstate = e.sqlstate(),
+                            "cannot open a second connection for the {job} round: {e}{repeated}"
+                        );
+                    }
+                }
             }
         };
         self.slow = Some(tokio::spawn(run.in_current_span()));
