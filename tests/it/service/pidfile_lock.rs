@@ -2,8 +2,8 @@
 //! its binary is called.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 
 use crate::harness::{Cluster, DEADLINE, KillOnDrop, pgqd, reference_pgqd, wait_child, wait_until};
 
@@ -31,6 +31,53 @@ fn copy_binary(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
+/// `ini` (a `[pgqd]` section around `body`) written in `dir`.
+fn write_ini(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("pgqd.ini");
+    fs::write(&path, crate::harness::ini(body)).unwrap();
+    path
+}
+
+/// `program ini` in the background, its output discarded; killed on drop.
+fn spawn_quiet(program: &Path, ini: &Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(program)
+            .arg(ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `holder` runs with `ini`'s pidfile: once its pid is in the file, a start of this
+/// pgqd fails with exit 1 and pgqd's message plus `named`, the pidfile keeps the
+/// holder's pid, and `-s` stops the holder. Returns the holder's exit status.
+fn start_refused_then_holder_stopped(
+    ini: &Path,
+    pidfile: &Path,
+    holder: &mut KillOnDrop,
+    named: &str,
+) -> ExitStatus {
+    let pid = holder.0.id().to_string();
+    let holds = || fs::read_to_string(pidfile).is_ok_and(|t| t.trim() == pid);
+    wait_until("the holder's pid in the pidfile", holds);
+    let (code, stderr) = run_within_deadline(pgqd().arg(ini));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pidfile exists, another instance running?") && stderr.contains(named),
+        "{stderr}"
+    );
+    assert!(holds(), "the pidfile is left alone");
+    let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(ini));
+    assert_eq!(stop, "SIGINT sent\n");
+    wait_until("the holder exits", || {
+        holder.0.try_wait().unwrap().is_some()
+    });
+    holder.0.wait().unwrap()
+}
+
 /// A daemon running under another binary name still holds its pidfile: a second
 /// start fails with exit 1 naming the pidfile and the holder's pid, and `-s` from
 /// the normal binary stops the renamed one.
@@ -40,54 +87,23 @@ fn renamed_binary_holds_the_pidfile() {
     let db = cluster.create_pgq_db("lock");
     let dir = tempfile::tempdir().unwrap();
     let (pidfile, log) = (dir.path().join("t.pid"), dir.path().join("t.log"));
-    let ini = dir.path().join("t.ini");
-    fs::write(
-        &ini,
-        crate::harness::ini(&format!(
+    let ini = write_ini(
+        dir.path(),
+        &format!(
             "base_connstr = {}\ndatabase_list = {db}\nlogfile = {}\npidfile = {}",
             cluster.connstr(),
             log.display(),
             pidfile.display()
-        )),
-    )
-    .unwrap();
-    let mut renamed = KillOnDrop(
-        Command::new(copy_binary(dir.path(), "ticker-x"))
-            .arg(&ini)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ),
     );
-    let pid = renamed.0.id() as i32;
-    wait_until("the renamed daemon's pid in the pidfile", || {
-        fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == pid.to_string())
-    });
+    let mut renamed = spawn_quiet(&copy_binary(dir.path(), "ticker-x"), &ini);
     wait_until("pgq version ok", || {
         fs::read_to_string(&log).is_ok_and(|t| t.contains("pgq version ok"))
     });
-
-    let (code, stderr) = run_within_deadline(pgqd().arg(&ini));
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("pidfile exists, another instance running?")
-            && stderr.contains(&pidfile.display().to_string())
-            && stderr.contains(&format!("pid {pid}")),
-        "{stderr}"
-    );
-    assert_eq!(
-        fs::read_to_string(&pidfile).unwrap().trim(),
-        pid.to_string(),
-        "the pidfile is left alone"
-    );
-
-    let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
-    assert_eq!(stop, "SIGINT sent\n");
-    wait_until("the renamed daemon exits", || {
-        renamed.0.try_wait().unwrap().is_some()
-    });
-    assert_eq!(renamed.0.wait().unwrap().code(), Some(0));
+    let pid = renamed.0.id();
+    let message = format!("\"{}\" is locked by pid {pid}", pidfile.display());
+    let status = start_refused_then_holder_stopped(&ini, &pidfile, &mut renamed, &message);
+    assert_eq!(status.code(), Some(0));
     assert!(!pidfile.exists(), "pidfile removed at exit");
 }
 
@@ -101,16 +117,14 @@ fn unlocked_pidfile_is_stale_whatever_its_pid() {
     // A live process that is no daemon: it must not be signalled.
     let mut bystander = KillOnDrop(Command::new("sleep").arg("600").spawn().unwrap());
     fs::write(&pidfile, format!("{}\n", bystander.0.id())).unwrap();
-    let ini = dir.path().join("p.ini");
-    fs::write(
-        &ini,
-        crate::harness::ini(&format!(
+    let ini = write_ini(
+        dir.path(),
+        &format!(
             "base_connstr = {}\ndatabase_list = postgres\npidfile = {}",
             cluster.connstr(),
             pidfile.display()
-        )),
-    )
-    .unwrap();
+        ),
+    );
     let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
     assert_eq!(stop, "Old process is not running\n");
     assert!(
@@ -128,45 +142,16 @@ fn running_pgqd35_on_the_pidfile_is_found() {
     let db = cluster.create_pgq_db("lock35");
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("old.pid");
-    let ini = dir.path().join("old.ini");
-    fs::write(
-        &ini,
-        crate::harness::ini(&format!(
+    let ini = write_ini(
+        dir.path(),
+        &format!(
             "base_connstr = {}\ndatabase_list = {db}\npidfile = {}",
             cluster.connstr(),
             pidfile.display()
-        )),
-    )
-    .unwrap();
-    let mut old = KillOnDrop(
-        Command::new(reference_pgqd())
-            .arg(&ini)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ),
     );
-    let pid = old.0.id() as i32;
-    wait_until("pgqd 3.5's pid in the pidfile", || {
-        fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == pid.to_string())
-    });
-
-    let (code, stderr) = run_within_deadline(pgqd().arg(&ini));
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("pidfile exists, another instance running?")
-            && stderr.contains(&format!("names pid {pid}")),
-        "{stderr}"
-    );
-    assert_eq!(
-        fs::read_to_string(&pidfile).unwrap().trim(),
-        pid.to_string(),
-        "the pidfile is left alone"
-    );
-
-    let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
-    assert_eq!(stop, "SIGINT sent\n");
-    wait_until("pgqd 3.5 exits", || old.0.try_wait().unwrap().is_some());
+    let mut old = spawn_quiet(&reference_pgqd(), &ini);
+    let message = format!("names pid {}", old.0.id());
+    start_refused_then_holder_stopped(&ini, &pidfile, &mut old, &message);
     assert!(!pidfile.exists(), "pgqd 3.5 removed its pidfile");
 }
