@@ -63,6 +63,12 @@ def ticking(c: Cluster) -> dict[str, float]:
     return {r[0]: float(r[1]) for r in rows if r[1]}
 
 
+def ticker_counts(c: Cluster) -> dict[str, int]:
+    """Ticker calls ended so far per database (pg_stat_statements)."""
+    rows = c.psql(CTL_DB, TICKER_COUNTS_SQL, timeout=30, check=False)
+    return {r[0]: int(r[1]) for r in rows if r[1]}
+
+
 def clients(c: Cluster) -> dict[str, int]:
     """The daemon's sessions by application_name."""
     rows = c.psql(CTL_DB, CLIENTS_SQL, timeout=30, check=False)
@@ -79,9 +85,12 @@ def sessions(c: Cluster) -> int:
 
 
 def wait_first_ticks(c: Cluster, dbs: list[str], daemon: Daemon, since: float,
-                     timeout: float) -> float:
-    """Seconds from `since` until every one of `dbs` has had a ticker call (query_start
-    of the first ticker call seen per database); inf on timeout."""
+                     timeout: float, counts_before: dict[str, int]) -> float:
+    """Seconds from `since` until every one of `dbs` has had a ticker call; inf on
+    timeout. A call's time is its query_start when pg_stat_activity shows it; a call
+    already over when the session shows its next statement (a daemon that runs other
+    work on the ticker's session right after the call) is seen by its count growing
+    past `counts_before` in pg_stat_statements, at the time of that poll."""
     want = set(dbs)
     first: dict[str, float] = {}
     deadline = time.monotonic() + timeout
@@ -90,6 +99,10 @@ def wait_first_ticks(c: Cluster, dbs: list[str], daemon: Daemon, since: float,
         for db, ts in ticking(c).items():
             if db in want and db not in first:
                 first[db] = ts
+        now = time.time()
+        for db, n in ticker_counts(c).items():
+            if db in want and db not in first and n > counts_before.get(db, 0):
+                first[db] = now
         if len(first) == len(want):
             return max(first.values()) - since
         time.sleep(0.2)

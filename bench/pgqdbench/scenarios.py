@@ -149,10 +149,12 @@ class Bench:
         res: dict = {"daemon": who, "dbs": sc.dbs, "ticker_period": sc.ticker_period,
                      "ini": sc.ini, "window": window}
 
+        counts = activity.ticker_counts(c)
         t_start = time.time()
         d = Daemon(binary, ini, c.dir / f"{tag}.log")
         try:
-            res["first_all"] = activity.wait_first_ticks(c, dbs, d, t_start, a.start_timeout)
+            res["first_all"] = activity.wait_first_ticks(c, dbs, d, t_start, a.start_timeout,
+                                                         counts)
             time.sleep(per_dbs(a.warmup, sc.dbs))
             d.check_alive()
             w = Window(c, d, dbs, c.postmaster_pid())
@@ -160,8 +162,11 @@ class Bench:
             if restart:
                 c.restart()
                 t_up = time.time()
+                # Read once the server is up: counts before the restart would include
+                # the calls made while it shut down.
+                counts = activity.ticker_counts(c)
                 res["restart"] = max(0.0, activity.wait_first_ticks(c, dbs, d, t_up,
-                                                                    a.restart_timeout))
+                                                                    a.restart_timeout, counts))
             res.update(after_run(d))
         finally:
             d.stop()

@@ -81,9 +81,10 @@ class Soak:
         ini = c.dir / f"soak-{who.replace(' ', '')}.ini"
         write_ini(ini, c, {})
         activity.wait_no_clients(c)
+        counts = activity.ticker_counts(c)
         d = Daemon(binary, ini, ini.with_suffix(".log"))
         try:
-            self.watch(d, run)
+            self.watch(d, run, counts)
         except BenchError as e:
             run.died = str(e)
             log(f"  {who}: {e}")
@@ -91,11 +92,12 @@ class Soak:
             d.stop()
         return run
 
-    def watch(self, d: Daemon, run: SoakRun) -> None:
-        """Samples, churns and awaits ticks until the soak's time is up."""
+    def watch(self, d: Daemon, run: SoakRun, counts: dict[str, int]) -> None:
+        """Samples, churns and awaits ticks until the soak's time is up; `counts`: the
+        ticker calls per database before the daemon started."""
         c = self.cluster
         start = time.monotonic()
-        if activity.wait_first_ticks(c, c.pgq_dbs, d, time.time(), 120) == float("inf"):
+        if activity.wait_first_ticks(c, c.pgq_dbs, d, time.time(), 120, counts) == float("inf"):
             raise BenchError("not every database ticked within 120 s of the start")
         end = start + self.args.soak * 60
         next_sample, next_churn = time.monotonic(), start + CHURN_EVERY
