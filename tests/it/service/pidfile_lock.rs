@@ -2,9 +2,10 @@
 //! its binary is called.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
+use super::write_ini;
 use crate::harness::{Cluster, DEADLINE, KillOnDrop, pgqd, reference_pgqd, wait_child, wait_until};
 
 /// Runs `command` to completion, killing it if it outlives the deadline (a second
@@ -28,13 +29,6 @@ fn run_within_deadline(command: &mut Command) -> (Option<i32>, String) {
 fn copy_binary(dir: &Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     fs::copy(env!("CARGO_BIN_EXE_pgqd"), &path).unwrap();
-    path
-}
-
-/// `ini` (a `[pgqd]` section around `body`) written in `dir`.
-fn write_ini(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("pgqd.ini");
-    fs::write(&path, crate::harness::ini(body)).unwrap();
     path
 }
 
