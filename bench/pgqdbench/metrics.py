@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,6 +42,7 @@ class Window:
     daemon: Daemon
     dbs: list[str]
     postmaster: int
+    metrics_url: str | None = None  # the daemon's /metrics, when it has an HTTP listener
     t0: float = 0.0
     t1: float = 0.0
 
@@ -137,6 +139,28 @@ class BackendPss(Metric):
         return {"backend_pss": reading[0], "backend_anon": reading[1]}
 
 
+class Scrape(Metric):
+    figures = (Figure("scrape_ms", "/metrics scrape, ms, max", 1),)
+    method = (
+        "*/metrics scrape*: only for a daemon whose settings include `http_listen`: its\n"
+        "  `/metrics` is fetched at every sample over the window (as a Prometheus scraping\n"
+        "  every few seconds would); the longest fetch, rendering included;")
+
+    def begin(self, w: Window) -> list[float]:
+        return []
+
+    def sample(self, w: Window, state: list[float]) -> None:
+        if not w.metrics_url:
+            return
+        started = time.monotonic()
+        with urllib.request.urlopen(w.metrics_url, timeout=10) as response:
+            response.read()
+        state.append((time.monotonic() - started) * 1000)
+
+    def result(self, w: Window, state: list[float], reading: None) -> dict:
+        return {"scrape_ms": max(state)} if state else {}
+
+
 class TickerRate(Metric):
     figures = (Figure("rate_mean", "ticker calls/db/s, mean", 3),
                Figure("rate_min", "ticker calls/db/s, min db", 3),
@@ -231,6 +255,7 @@ METRICS: list[Metric] = [
   few seconds), the same for both daemons;""", reads_proc=True),
     Connections(),
     BackendPss(),
+    Scrape(),
     TickerRate(),
     FIRST_ALL,
     RESTART,

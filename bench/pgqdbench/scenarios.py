@@ -157,7 +157,9 @@ class Bench:
                                                          counts)
             time.sleep(per_dbs(a.warmup, sc.dbs))
             d.check_alive()
-            w = Window(c, d, dbs, c.postmaster_pid())
+            listen = {**sc.ini, **own}.get("http_listen")
+            w = Window(c, d, dbs, c.postmaster_pid(),
+                       metrics_url=f"http://{listen}/metrics" if listen else None)
             res.update(measure_window(w, window, a.sample_every))
             if restart:
                 c.restart()
