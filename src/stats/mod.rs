@@ -90,7 +90,7 @@ pub struct LastError {
     pub at: SystemTime,
 }
 
-/// One queue's figures from `pgq.get_queue_info()`.
+/// One queue's figures, as `pgq.get_queue_info()` reports them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
     pub name: String,
@@ -102,7 +102,7 @@ pub struct QueueStats {
     pub paused: bool,
 }
 
-/// One consumer's figures from `pgq.get_consumer_info()`.
+/// One consumer's figures, as `pgq.get_consumer_info()` reports them.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ConsumerStats {
     pub queue: String,

@@ -116,3 +116,146 @@ fn housekeeping_turn_retries_and_maintains() {
     assert_eq!((totals.retry, totals.maint), (1, 1));
     assert_eq!(held, 1, "connections held during the turn");
 }
+
+/// The queue and consumer figures read with plain SQL are what pgq's own
+/// `get_queue_info()` and `get_consumer_info()` report, for an idle queue, a queue with
+/// new events, a paused one and consumers behind and caught up; a queue whose event
+/// sequence is gone keeps the other queues' figures (pgq's functions fail for all).
+#[test]
+fn queue_figures_are_pgqs_own() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "figures");
+    let mut client = cluster.connect(&db);
+    client
+        .batch_execute(
+            "select pgq.create_queue('busy');
+             select pgq.set_queue_config('busy', 'ticker_max_lag', '0');
+             select pgq.set_queue_config('busy', 'ticker_idle_period', '0');
+             select pgq.create_queue('idle');
+             select pgq.create_queue('paused');
+             select pgq.set_queue_config('paused', 'ticker_paused', '1');
+             select pgq.register_consumer('busy', 'behind');
+             select pgq.register_consumer('busy', 'current');
+             select pgq.insert_event('busy', 't', 'x') from generate_series(1, 3);
+             select pgq.ticker();
+             select pgq.insert_event('busy', 't', 'y') from generate_series(1, 4);
+             select pgq.ticker();
+             select pgq.insert_event('busy', 't', 'z') from generate_series(1, 5);",
+        )
+        .unwrap();
+    // `current` reads its batches up to the latest tick; `behind` reads none.
+    while let Some(batch) = client
+        .query_one("select pgq.next_batch('busy', 'current')", &[])
+        .unwrap()
+        .get::<_, Option<i64>>(0)
+    {
+        client
+            .execute("select pgq.finish_batch($1)", &[&batch])
+            .unwrap();
+    }
+
+    let ctx = context(cluster, &db);
+    let (queues, consumers) = runtime().block_on(async {
+        let session = ctx.connect().await.unwrap();
+        let limits = pgqd::jobs::Limits {
+            timeout: Duration::from_secs(10),
+            shutdown: &ctx.shutdown,
+        };
+        pgqd::jobs::queue_stats::collect(&session, &limits)
+            .await
+            .unwrap()
+    });
+
+    let pgq_queues = client
+        .query(
+            "select i.queue_name, extract(epoch from i.ticker_lag)::float8,
+                    extract(epoch from i.queue_ticker_idle_period)::float8, i.ev_new,
+                    pgq.seq_getval(q.queue_event_seq),
+                    extract(epoch from i.queue_switch_time)::float8, i.queue_ticker_paused
+               from pgq.get_queue_info() i join pgq.queue q using (queue_name) order by 1",
+            &[],
+        )
+        .unwrap();
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["busy", "idle", "paused"]);
+    for (ours, theirs) in queues.iter().zip(&pgq_queues) {
+        let name = &ours.name;
+        assert_eq!(ours.new_events, theirs.get(3), "{name}: new events");
+        assert_eq!(ours.events_total, theirs.get(4), "{name}: events total");
+        assert_eq!(ours.idle_period, theirs.get(2), "{name}: idle period");
+        assert_eq!(ours.last_rotation, theirs.get(5), "{name}: last rotation");
+        assert_eq!(ours.paused, theirs.get::<_, bool>(6), "{name}: paused");
+        let lag: f64 = theirs.get(1);
+        assert!(
+            ours.ticker_lag.is_some_and(|ours| (ours - lag).abs() < 5.0),
+            "{name}: ticker lag {:?} vs {lag}",
+            ours.ticker_lag
+        );
+    }
+    assert_eq!(
+        queues[0].new_events,
+        Some(5),
+        "busy: events since the last tick"
+    );
+
+    let pgq_consumers = client
+        .query(
+            "select queue_name, consumer_name, extract(epoch from lag)::float8,
+                    extract(epoch from last_seen)::float8, pending_events
+               from pgq.get_consumer_info() order by 1, 2",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(consumers.len(), 2);
+    for (ours, theirs) in consumers.iter().zip(&pgq_consumers) {
+        let name = &ours.name;
+        assert_eq!(
+            (ours.queue.as_str(), name.as_str()),
+            (theirs.get(0), theirs.get(1))
+        );
+        assert_eq!(ours.pending_events, theirs.get(4), "{name}: pending events");
+        for (figure, value, index) in [("lag", ours.lag, 2), ("last seen", ours.last_seen, 3)] {
+            let pgq: f64 = theirs.get(index);
+            assert!(
+                value.is_some_and(|ours| (ours - pgq).abs() < 5.0),
+                "{name}: {figure} {value:?} vs {pgq}"
+            );
+        }
+    }
+    let pending: Vec<Option<i64>> = consumers.iter().map(|c| c.pending_events).collect();
+    assert!(
+        pending[0].is_some_and(|n| n > 0) && pending[1] == Some(0),
+        "behind has the two ticks' events pending, current none: {pending:?}"
+    );
+
+    // pgq's functions fail for every queue once one event sequence is gone; ours
+    // leaves that queue's event figures empty.
+    client
+        .batch_execute(
+            "do $$ begin execute 'drop sequence ' || (select queue_event_seq from pgq.queue where queue_name = 'paused') || ' cascade'; end $$",
+        )
+        .unwrap();
+    assert!(
+        client
+            .query("select * from pgq.get_queue_info()", &[])
+            .is_err()
+    );
+    let (queues, _) = runtime().block_on(async {
+        let session = ctx.connect().await.unwrap();
+        let limits = pgqd::jobs::Limits {
+            timeout: Duration::from_secs(10),
+            shutdown: &ctx.shutdown,
+        };
+        pgqd::jobs::queue_stats::collect(&session, &limits)
+            .await
+            .unwrap()
+    });
+    let events: Vec<(&str, Option<i64>)> = queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.new_events))
+        .collect();
+    assert_eq!(
+        events,
+        [("busy", Some(5)), ("idle", Some(0)), ("paused", None)]
+    );
+}
