@@ -136,7 +136,7 @@ impl Housekeeping {
             return Ok(Step::More);
         }
         // The figures are only for the HTTP listener: without one nobody reads them,
-        // and the session stays free of those functions' caches.
+        // and the server does no work for them.
         if self.next_queue_stats <= now && !config.http_listen.is_empty() {
             self.queue_stats(ctx, session, config).await?;
             return Ok(Step::More);
