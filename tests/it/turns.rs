@@ -7,7 +7,7 @@ use std::time::Duration;
 use pgqd::config::Config;
 use pgqd::conninfo::{ConnStr, Defaults, resolve};
 use pgqd::db::{DbContext, Housekeeping, Ticking};
-use pgqd::stats::Stats;
+use pgqd::stats::{ConsumerStats, QueueStats, Stats};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -117,6 +117,20 @@ fn housekeeping_turn_retries_and_maintains() {
     assert_eq!(held, 1, "connections held during the turn");
 }
 
+/// The queue and consumer figures as the daemon reads them, on a session of its own.
+fn read_figures(ctx: &DbContext) -> (Vec<QueueStats>, Vec<ConsumerStats>) {
+    runtime().block_on(async {
+        let session = ctx.connect().await.unwrap();
+        let limits = pgqd::jobs::Limits {
+            timeout: Duration::from_secs(10),
+            shutdown: &ctx.shutdown,
+        };
+        pgqd::jobs::queue_stats::collect(&session, &limits)
+            .await
+            .unwrap()
+    })
+}
+
 /// The queue and consumer figures read with plain SQL are what pgq's own
 /// `get_queue_info()` and `get_consumer_info()` report, for an idle queue, a queue with
 /// new events, a paused one and consumers behind and caught up; a queue whose event
@@ -155,16 +169,7 @@ fn queue_figures_are_pgqs_own() {
     }
 
     let ctx = context(cluster, &db);
-    let (queues, consumers) = runtime().block_on(async {
-        let session = ctx.connect().await.unwrap();
-        let limits = pgqd::jobs::Limits {
-            timeout: Duration::from_secs(10),
-            shutdown: &ctx.shutdown,
-        };
-        pgqd::jobs::queue_stats::collect(&session, &limits)
-            .await
-            .unwrap()
-    });
+    let (queues, consumers) = read_figures(&ctx);
 
     let pgq_queues = client
         .query(
@@ -240,16 +245,7 @@ fn queue_figures_are_pgqs_own() {
             .query("select * from pgq.get_queue_info()", &[])
             .is_err()
     );
-    let (queues, _) = runtime().block_on(async {
-        let session = ctx.connect().await.unwrap();
-        let limits = pgqd::jobs::Limits {
-            timeout: Duration::from_secs(10),
-            shutdown: &ctx.shutdown,
-        };
-        pgqd::jobs::queue_stats::collect(&session, &limits)
-            .await
-            .unwrap()
-    });
+    let (queues, _) = read_figures(&ctx);
     let events: Vec<(&str, Option<i64>)> = queues
         .iter()
         .map(|q| (q.name.as_str(), q.new_events))
