@@ -66,15 +66,15 @@ pub struct Stale {
 }
 
 /// The databases this instance should tick (not those without pgq, on a standby,
-/// or led by another instance) that have not ticked within `max_age`. A database
-/// seen for the first time less than `max_age` ago is given that long.
+/// or led by another instance) that have not ticked within `max_age`. One that never
+/// ticked is given `max_age` from when ticks became expected (its task's start, pgq
+/// installed, a promotion), and is stale after that like any other.
 pub fn stale(stats: &Stats, max_age: Duration) -> Vec<Stale> {
     let now = Instant::now();
     stats.with_databases(|dbs| {
         dbs.iter()
-            .filter(|(_, s)| s.state.should_tick())
             .filter_map(|(name, s)| {
-                let since = s.last_tick.or(s.first_seen)?;
+                let since = s.unticked_since()?;
                 let age = now.duration_since(since);
                 (age > max_age).then(|| stale_entry(name, s, age))
             })

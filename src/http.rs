@@ -231,7 +231,12 @@ fn status(stats: &Stats) -> Value {
             .map(|(name, s)| (name.clone(), database(s)))
             .collect()
     });
-    json!({ "version": crate::VERSION, "ready": stats.discovered(), "databases": databases })
+    json!({
+        "version": crate::VERSION,
+        "ready": stats.discovered(),
+        "tasks": stats.tasks(),
+        "databases": databases,
+    })
 }
 
 fn database(s: &DbStatus) -> Value {

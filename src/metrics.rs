@@ -51,13 +51,8 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
         e,
         dbs,
         "pgqd_last_tick_timestamp_seconds",
-        "When the last successful ticker call of the database ended (Unix time); only for the databases this instance should tick, so a demoted or led database does not look stalled",
-        |s| {
-            s.state
-                .should_tick()
-                .then(|| s.last_tick_wall.map(unix))
-                .flatten()
-        },
+        "When the last successful ticker call of the database ended (Unix time), or, before its first, when this instance began to expect one (task start, pgq installed, promotion); only for the databases this instance should tick, so a demoted or led database does not look stalled",
+        |s| s.unticked_since_wall().map(unix),
     )?;
     per_db_labelled(
         e,
@@ -84,6 +79,13 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect()
         },
+    )?;
+    per_db_counter(
+        e,
+        dbs,
+        "pgqd_maint_rounds",
+        "Completed maintenance rounds (pgqd's stats line counts them as maint)",
+        |s| s.maint_rounds,
     )?;
     per_db_counter(
         e,

@@ -183,6 +183,11 @@ impl PgError {
                     || code == OBJECT_NOT_IN_PREREQUISITE_STATE)
     }
 
+    /// The database does not exist (3D000): dropped, renamed, or never created.
+    pub fn is_missing_database(&self) -> bool {
+        self.sqlstate_is(&[sqlstate::INVALID_CATALOG_NAME])
+    }
+
     /// A schema, function or table is missing: pgq may be gone, or only one queue's
     /// objects (a re-probe on the same connection tells which).
     pub fn is_missing_object(&self) -> bool {

@@ -86,9 +86,12 @@ fn next_on_grid(origin: Instant, period: Duration) -> Instant {
 }
 
 /// Reconnect delays: 100 ms doubling up to 2 s, so a restarted server is ticking again
-/// within about 2 s of accepting connections (pgqd 3.5 waits a fixed 60 s).
+/// within about 2 s of accepting connections (pgqd 3.5 waits a fixed 60 s); other
+/// capped doublings (looking again at something new) use [`Backoff::between`].
 #[derive(Debug, Clone)]
 pub struct Backoff {
+    first: Duration,
+    max: Duration,
     next: Duration,
 }
 
@@ -97,18 +100,32 @@ impl Backoff {
     pub const MAX: Duration = Duration::from_secs(2);
 
     pub fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
+        Backoff::between(Self::FIRST, Self::MAX)
     }
 
-    /// The delay to wait now; the following one doubles, capped at [`Backoff::MAX`].
+    /// Delays from `first` doubling up to `max`.
+    pub fn between(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay to wait now; the following one doubles, capped at the maximum.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        let delay = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
         delay
     }
 
+    /// A new cap (a reloaded period); the delays so far stand.
+    pub fn set_max(&mut self, max: Duration) {
+        self.max = max;
+    }
+
     pub fn reset(&mut self) {
-        self.next = Self::FIRST;
+        self.next = self.first;
     }
 }
 

@@ -1,12 +1,13 @@
-//! The set of database tasks: lists the databases every check_period (and at once
-//! after a reload), starts a task for each new one, stops those that are gone, logs
-//! the stats line, applies reloads, and shuts everything down within a deadline.
+//! The set of database tasks: lists the databases every check_period (sooner while the
+//! set is new, at once after a reload or when a task finds its database gone), starts a
+//! task for each new one, stops those that are gone, logs the stats line, applies
+//! reloads, and shuts everything down within a deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -25,6 +26,10 @@ const PARALLEL_CONNECTS: usize = 32;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the database tasks before naming the late ones.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// After a start and after the set of databases changed, the next listings come after
+/// this, doubling up to check_period: a sidecar started before its database exists
+/// serves it within seconds of its creation, not a check_period later.
+const FIRST_RELISTING: Duration = Duration::from_secs(1);
 
 /// Requests from the signal handlers.
 #[derive(Debug)]
@@ -48,14 +53,24 @@ pub struct Supervisor {
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     control: mpsc::Receiver<Control>,
+    /// The tasks of the databases served now, by name.
     running: BTreeMap<String, Running>,
+    /// Tasks told to stop and not yet joined (a database gone, or a reconnect), by id:
+    /// a database's entry leaves the stats only when its task has ended.
+    stopping: HashMap<tokio::task::Id, String>,
     tasks: JoinSet<()>,
+    /// Set by a task that found its database gone (3D000): list again at once.
+    relist: Arc<Notify>,
     connect_slots: Arc<Semaphore>,
     discovery_outage: Outage,
     /// While listing the databases fails, it is tried again after this backoff
     /// rather than after a whole check_period.
     discovery_backoff: Backoff,
-    retry_listing: Option<tokio::time::Instant>,
+    /// While the set is new, listings come sooner than check_period (see
+    /// [`FIRST_RELISTING`]).
+    relisting: Backoff,
+    /// A listing before the next check_period: after a failure or while the set is new.
+    next_listing: Option<tokio::time::Instant>,
     /// The totals at the last stats line, so each line shows the figures since then.
     last_stats: Snapshot,
     /// Why the last reload failed, shown in `STATUS=` until a reload works.
@@ -72,6 +87,7 @@ impl Supervisor {
         control: mpsc::Receiver<Control>,
     ) -> Self {
         let config = Arc::new(config);
+        let relisting = Backoff::between(FIRST_RELISTING, config.check_period);
         Supervisor {
             settings: watch::Sender::new(config.clone()),
             config,
@@ -79,11 +95,14 @@ impl Supervisor {
             shutdown,
             control,
             running: BTreeMap::new(),
+            stopping: HashMap::new(),
             tasks: JoinSet::new(),
+            relist: Arc::new(Notify::new()),
             connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
             discovery_outage: Outage::default(),
             discovery_backoff: Backoff::new(),
-            retry_listing: None,
+            relisting,
+            next_listing: None,
             last_stats: Snapshot::default(),
             reload_failed: None,
             status_line: String::new(),
@@ -112,14 +131,18 @@ impl Supervisor {
                 _ = self.shutdown.cancelled() => break,
                 _ = beat.tick() => self.beat(),
                 _ = check.tick() => self.refresh().await,
-                _ = until(self.retry_listing) => self.refresh().await,
+                _ = until(self.next_listing) => self.refresh().await,
+                _ = self.relist.notified() => self.refresh().await,
                 _ = stats_line.tick() => self.stats_line(),
                 Some(control) = self.control.recv() => {
                     self.apply(control).await;
                     check.set_period(self.config.check_period);
                     stats_line.set_period(self.config.stats_period);
                 }
-                Some(ended) = self.tasks.join_next_with_id() => self.task_ended(ended),
+                Some(ended) = self.tasks.join_next_with_id() => {
+                    self.task_ended(ended);
+                    self.stats.set_tasks(self.tasks.len());
+                }
             }
         }
         notify::stopping();
@@ -173,7 +196,6 @@ impl Supervisor {
                     self.stats.set_discovered();
                     self.discovery_outage.end();
                     self.discovery_backoff.reset();
-                    self.retry_listing = None;
                     names
                 }
                 Err(e) if e.is_shutdown() => return,
@@ -183,24 +205,39 @@ impl Supervisor {
                     self.discovery_outage
                         .begin("discovery", &e, "cannot list the databases", "");
                     let delay = self.discovery_backoff.next_delay();
-                    self.retry_listing = Some(tokio::time::Instant::now() + delay);
+                    self.next_listing = Some(tokio::time::Instant::now() + delay);
                     return;
                 }
             };
+        if self.serve(names) {
+            self.relisting.reset();
+        }
+        self.stats.set_tasks(self.tasks.len());
+        self.relisting.set_max(self.config.check_period);
+        let delay = self.relisting.next_delay();
+        self.next_listing =
+            (delay < self.config.check_period).then(|| tokio::time::Instant::now() + delay);
+    }
+
+    /// Starts and stops tasks to serve exactly `names`; `true` when the set changed.
+    fn serve(&mut self, names: Vec<String>) -> bool {
         let gone: Vec<String> = self
             .running
             .keys()
             .filter(|n| !names.contains(n))
             .cloned()
             .collect();
+        let mut changed = !gone.is_empty();
         for name in gone {
             self.unregister(&name);
         }
         for name in names {
             if !self.running.contains_key(&name) {
                 self.start(name);
+                changed = true;
             }
         }
+        changed
     }
 
     fn start(&mut self, name: String) {
@@ -215,10 +252,11 @@ impl Supervisor {
         debug!(db = label, "starting database task");
         let stop = self.shutdown.child_token();
         let ctx = DbContext {
+            stats: Arc::new(self.stats.register(&name)),
+            relist: self.relist.clone(),
             name: name.clone(),
             target,
             settings: self.settings.subscribe(),
-            stats: self.stats.clone(),
             connect_slots: self.connect_slots.clone(),
             shutdown: stop.clone(),
         };
@@ -230,11 +268,17 @@ impl Supervisor {
         self.running.insert(name, Running { task, stop });
     }
 
+    /// pgqd's line for a database that is gone; its task is told to stop, and its
+    /// entry leaves the stats when the task has ended.
     fn unregister(&mut self, name: &str) {
+        info!("Unregister database: {}", db_label(name));
+        self.stop(name);
+    }
+
+    fn stop(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
-            info!("Unregister database: {}", db_label(name));
             running.stop.cancel();
-            self.stats.forget(name);
+            self.stopping.insert(running.task, name.to_string());
         }
     }
 
@@ -245,6 +289,15 @@ impl Supervisor {
             Ok((id, ())) => *id,
             Err(e) => e.id(),
         };
+        if let Some(name) = self.stopping.remove(&id) {
+            if let Err(e) = ended {
+                error!(
+                    db = db_label(&name),
+                    "database task failed while stopping: {e}"
+                );
+            }
+            return;
+        }
         let name = self
             .running
             .iter()
@@ -287,15 +340,19 @@ impl Supervisor {
         self.reload_failed = None;
         let reconnect = config.base_connstr != self.config.base_connstr
             || config.connect_timeout != self.config.connect_timeout;
+        if config.http_listen != self.config.http_listen {
+            warn!(
+                "http_listen changed from \"{}\" to \"{}\": the listener stays as it is until pgqd is restarted",
+                self.config.http_listen, config.http_listen
+            );
+        }
         self.config = Arc::new(*config);
         self.settings.send_replace(self.config.clone());
         if reconnect {
             info!("base_connstr changed: reconnecting every database");
             let names: Vec<String> = self.running.keys().cloned().collect();
             for name in names {
-                if let Some(running) = self.running.remove(&name) {
-                    running.stop.cancel();
-                }
+                self.stop(&name);
             }
         }
         self.refresh().await;
@@ -315,9 +372,15 @@ impl Supervisor {
                 Some(ended) = self.tasks.join_next_with_id() => {
                     let id = ended.map_or_else(|e| e.id(), |(id, ())| id);
                     self.running.retain(|_, r| r.task != id);
+                    self.stopping.remove(&id);
                 }
                 _ = &mut deadline => {
-                    let late: Vec<String> = self.running.keys().map(|n| db_label(n)).collect();
+                    let late: Vec<String> = self
+                        .running
+                        .keys()
+                        .chain(self.stopping.values())
+                        .map(|n| db_label(n))
+                        .collect();
                     warn!("database tasks did not stop within {STOP_DEADLINE:?}: {}", late.join(", "));
                     self.tasks.abort_all();
                     break;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
@@ -13,7 +13,7 @@ use tracing::{debug, error, info};
 use crate::config::Config;
 use crate::conninfo::Target;
 use crate::pg::{PgError, Session};
-use crate::stats::{REPEAT_LOG_INTERVAL, Repeat, Stats};
+use crate::stats::{DbStats, REPEAT_LOG_INTERVAL, Repeat};
 
 /// How a phase of a database task ended; `db/mod.rs` alone decides what follows.
 #[derive(Debug)]
@@ -50,7 +50,11 @@ pub struct DbContext {
     pub name: String,
     pub target: Target,
     pub settings: watch::Receiver<Arc<Config>>,
-    pub stats: Arc<Stats>,
+    /// The database's stats entry: created with the task, removed when the task and
+    /// everything it holds (sessions, second-connection work) has ended.
+    pub stats: Arc<DbStats>,
+    /// Asks the supervisor to list the databases now (this one may be gone).
+    pub relist: Arc<Notify>,
     pub connect_slots: Arc<Semaphore>,
     pub shutdown: CancellationToken,
 }
@@ -74,16 +78,15 @@ impl DbContext {
             result = attempt => result?,
             _ = self.shutdown.cancelled() => return Err(PgError::shutdown()),
         };
-        self.stats.connections(&self.name, 1);
-        let (stats, name) = (self.stats.clone(), self.name.clone());
-        Ok(session.on_drop(move || stats.connections(&name, -1)))
+        self.stats.connections(1);
+        let stats = self.stats.clone();
+        Ok(session.on_drop(move || stats.connections(-1)))
     }
 
     /// Counts an error of `job` for the metrics and `/status`; says whether to log it
     /// (identical errors are logged at most once a minute).
     pub fn count_error(&self, job: &'static str, error: &PgError) -> Repeat {
-        self.stats
-            .error(&self.name, job, error.sqlstate(), &error.to_string())
+        self.stats.error(job, error.sqlstate(), &error.to_string())
     }
 
     /// Sleeps unless shutdown comes first; `false` means stop.

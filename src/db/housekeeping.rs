@@ -103,6 +103,15 @@ impl Housekeeping {
         Ok(())
     }
 
+    /// Waits for work on the second connection to end (the task is stopping: the work
+    /// sees the same stop signal and cancels its call server-side), so that nothing of
+    /// the database's task outlives it.
+    pub async fn finish(&mut self) {
+        if let Some(slow) = self.slow.take() {
+            let _ = slow.await;
+        }
+    }
+
     /// Whether work runs on the second connection now.
     pub fn slow_work_running(&self) -> bool {
         self.slow.as_ref().is_some_and(|h| !h.is_finished())
@@ -167,7 +176,7 @@ impl Housekeeping {
         let (limits, inline_only) = inline(ctx, config, config.retry_timeout);
         match retry::call(session, &limits).await {
             Ok(0) => self.retry_done(config.retry_period),
-            Ok(moved) => ctx.stats.retried(&ctx.name, moved),
+            Ok(moved) => ctx.stats.retried(moved),
             Err(e) if e.ends_connection() => return Err(End::failed("retry")(e)),
             Err(e) if e.is_timeout() && !inline_only => {
                 self.retry_done(config.retry_period);
@@ -201,7 +210,7 @@ impl Housekeeping {
         self.next_queue_stats = Instant::now() + period;
         let (limits, _) = inline(ctx, config, config.maint_timeout);
         match queue_stats::collect(session, &limits).await {
-            Ok((queues, consumers)) => ctx.stats.set_queue_stats(&ctx.name, queues, consumers),
+            Ok((queues, consumers)) => ctx.stats.set_queue_stats(queues, consumers),
             Err(e) if e.ends_connection() => return Err(End::failed("queue_stats")(e)),
             Err(e) => {
                 if let Some(repeated) = ctx.count_error("queue_stats", &e).log_now() {
@@ -268,7 +277,7 @@ impl Housekeeping {
                 if again {
                     maint::log_cut_off(operation);
                 }
-                ctx.stats.maint_operation(&ctx.name, true);
+                ctx.stats.maint_operation(true);
                 round.next_operation();
             }
             Err(e) if e.ends_connection() => return Err(End::failed("maint")(e)),
@@ -278,7 +287,7 @@ impl Housekeeping {
             }
             Err(e) => {
                 operation_failed(ctx, operation, &e);
-                ctx.stats.maint_operation(&ctx.name, false);
+                ctx.stats.maint_operation(false);
                 round.failed += 1;
                 round.next_operation();
             }
@@ -367,7 +376,7 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
                 timeout: config.retry_timeout,
                 shutdown: &ctx.shutdown,
             };
-            let moved_back = |moved| ctx.stats.retried(&ctx.name, moved);
+            let moved_back = |moved| ctx.stats.retried(moved);
             if let Err(e) = retry::round(session, &limits, moved_back).await {
                 log_slow_failure(ctx, "retry", retry::RETRY, &e);
             }
@@ -401,7 +410,7 @@ async fn run_slow_maint(
             return;
         }
         let result = maint::run(session, limits, operation, round.calls).await;
-        ctx.stats.maint_operation(&ctx.name, result.is_ok());
+        ctx.stats.maint_operation(result.is_ok());
         if let Err(e) = result {
             if e.ends_connection() {
                 log_slow_failure(ctx, "maint", &maint::describe(operation), &e);

@@ -73,7 +73,14 @@ pub struct DbTask {
     /// Retry and maintenance schedules, kept across reconnects: after a server restart
     /// a thousand databases reconnect and tick first; their housekeeping comes when due.
     housekeeping: Option<Housekeeping>,
+    /// How soon a database without pgq (or one that does not exist yet) is looked at
+    /// again: from 1 s doubling up to check_period, so a database that is new gets its
+    /// ticks within seconds of `create extension pgq` (pgqd 3.5 waits check_period).
+    recheck: Backoff,
 }
+
+/// The first look again at a database without pgq or not there yet.
+const FIRST_RECHECK: Duration = Duration::from_secs(1);
 
 impl DbTask {
     pub fn new(ctx: DbContext) -> DbTask {
@@ -82,6 +89,7 @@ impl DbTask {
             backoff: Backoff::new(),
             outage: Outage::default(),
             housekeeping: None,
+            recheck: Backoff::between(FIRST_RECHECK, FIRST_RECHECK),
         }
     }
 
@@ -89,13 +97,16 @@ impl DbTask {
     pub async fn run(mut self) {
         let mut state = State::Probing;
         loop {
-            self.ctx.stats.set_state(&self.ctx.name, state.kind());
-            self.ctx.stats.set_leader(&self.ctx.name, state.leader());
+            self.ctx.stats.set_state(state.kind());
+            self.ctx.stats.set_leader(state.leader());
             // Each phase's future is boxed, so that an idle database task holds the
             // future of the phase it is in, not one the size of the largest phase.
             state = match state {
                 State::Probing => Box::pin(self.probe()).await,
-                State::NoPgq => self.idle(self.ctx.config().check_period).await,
+                State::NoPgq => {
+                    let delay = self.recheck_delay();
+                    self.idle(delay).await
+                }
                 State::Standby(session) => {
                     let end = Box::pin(probe::wait_for_promotion(&self.ctx, session)).await;
                     self.next(end)
@@ -108,9 +119,18 @@ impl DbTask {
                     }
                 }
                 State::BackingOff(delay) => self.idle(delay).await,
-                State::Stopped => return,
+                State::Stopped => break,
             };
         }
+        if let Some(housekeeping) = &mut self.housekeeping {
+            housekeeping.finish().await;
+        }
+    }
+
+    /// The wait before looking again at a database without pgq or not there yet.
+    fn recheck_delay(&mut self) -> Duration {
+        self.recheck.set_max(self.ctx.config().check_period);
+        self.recheck.next_delay()
     }
 
     async fn idle(&self, delay: Duration) -> State {
@@ -205,7 +225,12 @@ impl DbTask {
                 _ => format!("{job} refused"),
             };
             if self.outage.begin(job, &error, &what, self.hint()) {
-                self.ctx.stats.outage(&self.ctx.name);
+                self.ctx.stats.outage();
+            }
+            if error.is_missing_database() {
+                // Dropped or renamed: the listing says which, and ends this task.
+                self.ctx.relist.notify_one();
+                return State::BackingOff(self.recheck_delay());
             }
             return State::BackingOff(if error.is_refusal() {
                 self.ctx.config().check_period

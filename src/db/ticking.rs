@@ -124,7 +124,7 @@ impl<'a> Ticking<'a> {
         let result = ticker::tick(&self.session, &limits).await;
         let stats = &self.ctx.stats;
         stats
-            .ticker_seconds
+            .ticker_seconds()
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) => {
@@ -178,9 +178,7 @@ impl<'a> Ticking<'a> {
 
     /// What a failed ticker call means: `Ok` keeps ticking.
     fn failed(&mut self, error: PgError) -> Result<(), End> {
-        self.ctx
-            .stats
-            .ticker_failed(&self.ctx.name, error.is_timeout());
+        self.ctx.stats.ticker_failed(error.is_timeout());
         if error.is_timeout() {
             self.ctx.count_error("ticker", &error);
             // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
@@ -217,7 +215,7 @@ impl<'a> Ticking<'a> {
                 }
                 self.failing.clear();
                 self.ticked = true;
-                self.ctx.stats.ticked(&self.ctx.name, false);
+                self.ctx.stats.ticked(false);
             }
             ticker::TickOutcome::Fallback {
                 cause,
@@ -238,7 +236,7 @@ impl<'a> Ticking<'a> {
                 self.note_failing_queues(failed);
                 if ticked > 0 {
                     self.ticked = true;
-                    self.ctx.stats.ticked(&self.ctx.name, true);
+                    self.ctx.stats.ticked(true);
                 }
             }
         }

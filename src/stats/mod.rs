@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -12,9 +12,17 @@ use prometheus_client::metrics::histogram::Histogram;
 /// the ones in between are counted and the count is given with the next line.
 pub const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+mod entry;
 mod state;
 
+pub use entry::DbStats;
 pub use state::DbState;
+
+/// The results a database's ticker calls are counted by; each exists (at 0) from the
+/// task's start, so a dashboard never shows "No data" for a healthy database.
+pub const TICKER_RESULTS: [&str; 4] = ["ok", "fallback", "error", "timeout"];
+/// The results maintenance operations are counted by.
+pub const MAINT_RESULTS: [&str; 2] = ["ok", "error"];
 
 /// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
 /// difference between two [`Stats::totals`].
@@ -30,6 +38,10 @@ pub struct Stats {
     discovered: AtomicBool,
     /// The supervisor's loop last went round (liveness).
     heartbeat: Mutex<Instant>,
+    /// The next entry owner's id (see [`Stats::register`]).
+    owners: AtomicU64,
+    /// Database tasks alive now.
+    tasks: AtomicU64,
 }
 
 impl Default for Stats {
@@ -44,6 +56,8 @@ impl Default for Stats {
             ]),
             discovered: AtomicBool::new(false),
             heartbeat: Mutex::new(Instant::now()),
+            owners: AtomicU64::new(1),
+            tasks: AtomicU64::new(0),
         }
     }
 }
@@ -54,8 +68,11 @@ pub struct DbStatus {
     pub state: DbState,
     /// When the state was entered.
     pub state_since: Option<Instant>,
-    /// When the database was first seen.
-    pub first_seen: Option<Instant>,
+    /// Since when this instance expects ticks: the task's start, or the last time the
+    /// state turned into one that should tick (pgq installed, promotion, leadership
+    /// taken). A database that never ticks is stale this long after it.
+    pub expected_since: Option<Instant>,
+    pub expected_since_wall: Option<SystemTime>,
     pub last_tick: Option<Instant>,
     pub last_tick_wall: Option<SystemTime>,
     /// The last time a ticker call of the ticking loop ended (liveness of the task).
@@ -64,6 +81,8 @@ pub struct DbStatus {
     pub ticker_calls: BTreeMap<&'static str, u64>,
     /// Maintenance operations by result: `ok`, `error`.
     pub maint_operations: BTreeMap<&'static str, u64>,
+    /// Completed maintenance rounds (pgqd's stats line counts these as `maint`).
+    pub maint_rounds: u64,
     pub retry_events: u64,
     /// Errors by job and SQLSTATE (`""` when the server sent none).
     pub errors: BTreeMap<(&'static str, String), u64>,
@@ -79,6 +98,28 @@ pub struct DbStatus {
     /// Rate limiting of identical error lines: when each was last logged and how
     /// many were held back since.
     repeats: BTreeMap<(&'static str, String), (Instant, u64)>,
+    /// The task this entry belongs to (see [`Stats::register`]).
+    owner: u64,
+}
+
+impl DbStatus {
+    /// Since when this database has gone without a tick that this instance owes it:
+    /// the last tick, or when ticks became expected if that is later. `None` when the
+    /// database is not to be ticked by this instance now.
+    pub fn unticked_since(&self) -> Option<Instant> {
+        if !self.state.should_tick() {
+            return None;
+        }
+        self.last_tick.max(self.expected_since)
+    }
+
+    /// [`DbStatus::unticked_since`] in wall-clock time, as the metrics show it.
+    pub fn unticked_since_wall(&self) -> Option<SystemTime> {
+        if !self.state.should_tick() {
+            return None;
+        }
+        self.last_tick_wall.max(self.expected_since_wall)
+    }
 }
 
 /// The most recent error of a database.
@@ -170,122 +211,50 @@ impl std::fmt::Display for Snapshot {
 }
 
 impl Stats {
-    /// One successful ticker round in `db` (`fallback`: queue by queue).
-    pub fn ticked(&self, db: &str, fallback: bool) {
-        self.ticks.fetch_add(1, Ordering::Relaxed);
-        self.update(db, |s| {
-            s.state = DbState::Ticking;
-            s.last_tick = Some(Instant::now());
-            s.last_tick_wall = Some(SystemTime::now());
-            s.last_turn = s.last_tick;
-            *s.ticker_calls
-                .entry(if fallback { "fallback" } else { "ok" })
-                .or_default() += 1;
-        });
-    }
-
-    /// A ticker call in `db` that failed (`timeout`: overran ticker_timeout).
-    pub fn ticker_failed(&self, db: &str, timeout: bool) {
-        self.update(db, |s| {
-            s.last_turn = Some(Instant::now());
-            *s.ticker_calls
-                .entry(if timeout { "timeout" } else { "error" })
-                .or_default() += 1;
-        });
-    }
-
-    /// One completed maintenance round.
-    pub fn maint_done(&self) {
-        self.maint.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// One maintenance operation in `db`, done or failed.
-    pub fn maint_operation(&self, db: &str, ok: bool) {
-        self.update(db, |s| {
-            *s.maint_operations
-                .entry(if ok { "ok" } else { "error" })
-                .or_default() += 1;
-        });
-    }
-
-    /// Events moved back by `pgq.maint_retry_events()` in `db`.
-    pub fn retried(&self, db: &str, events: u64) {
-        self.retry.fetch_add(events, Ordering::Relaxed);
-        self.update(db, |s| s.retry_events += events);
-    }
-
-    /// An error of `job` in `db`: counted, kept as the last error, and rate-limited
-    /// for the log (see [`Repeat`]).
-    pub fn error(
-        &self,
-        db: &str,
-        job: &'static str,
-        sqlstate: Option<&str>,
-        message: &str,
-    ) -> Repeat {
+    /// Creates the entry of `db` for the task that serves it and hands that task the
+    /// only way to write it. The entry disappears when the handle (and every clone of
+    /// the `Arc` around it) is dropped, that is when the task has ended; a newer task
+    /// for the same name replaces the entry, and the older handle then writes nothing.
+    pub fn register(self: &Arc<Self>, db: &str) -> DbStats {
+        let owner = self.owners.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let code = sqlstate.unwrap_or_default().to_string();
-        let mut repeat = Repeat::HoldBack;
-        self.update(db, |s| {
-            *s.errors.entry((job, code.clone())).or_default() += 1;
-            s.last_error = Some(LastError {
-                job,
-                sqlstate: sqlstate.map(str::to_string),
-                message: message.to_string(),
-                at: SystemTime::now(),
-            });
-            let entry = s.repeats.entry((job, code)).or_insert((now, u64::MAX));
-            if entry.1 == u64::MAX || now.duration_since(entry.0) >= REPEAT_LOG_INTERVAL {
-                repeat = Repeat::Log {
-                    held_back: if entry.1 == u64::MAX { 0 } else { entry.1 },
-                };
-                *entry = (now, 0);
-            } else {
-                entry.1 += 1;
-            }
-        });
-        repeat
+        let status = DbStatus {
+            owner,
+            expected_since: Some(now),
+            expected_since_wall: Some(SystemTime::now()),
+            ticker_calls: TICKER_RESULTS.iter().map(|r| (*r, 0)).collect(),
+            maint_operations: MAINT_RESULTS.iter().map(|r| (*r, 0)).collect(),
+            ..DbStatus::default()
+        };
+        self.lock().insert(db.to_string(), status);
+        DbStats::new(self.clone(), db, owner)
     }
 
-    /// An outage of `db` started.
-    pub fn outage(&self, db: &str) {
-        self.update(db, |s| s.outages += 1);
+    /// Writes the entry of `db` if it still belongs to `owner`.
+    fn update_owned(&self, db: &str, owner: u64, change: impl FnOnce(&mut DbStatus)) {
+        if let Some(status) = self.lock().get_mut(db)
+            && status.owner == owner
+        {
+            change(status);
+        }
     }
 
-    /// A connection to `db` opened (`+1`) or closed (`-1`).
-    pub fn connections(&self, db: &str, change: i64) {
-        self.update(db, |s| s.connections += change);
+    /// Removes the entry of `db` if it still belongs to `owner`.
+    fn remove_owned(&self, db: &str, owner: u64) {
+        let mut map = self.lock();
+        if map.get(db).is_some_and(|s| s.owner == owner) {
+            map.remove(db);
+        }
     }
 
-    pub fn set_state(&self, db: &str, state: DbState) {
-        self.update(db, |s| {
-            if s.state != state || s.state_since.is_none() {
-                s.state = state;
-                s.state_since = Some(Instant::now());
-            }
-        });
+    /// The database tasks alive now (started and not yet joined), as the supervisor
+    /// counts them.
+    pub fn set_tasks(&self, tasks: usize) {
+        self.tasks.store(tasks as u64, Ordering::Relaxed);
     }
 
-    pub fn set_leader(&self, db: &str, leader: Option<bool>) {
-        self.update(db, |s| s.leader = leader);
-    }
-
-    /// PgQ's figures of `db`, replacing the previous ones (dropped queues disappear).
-    pub fn set_queue_stats(
-        &self,
-        db: &str,
-        queues: Vec<QueueStats>,
-        consumers: Vec<ConsumerStats>,
-    ) {
-        self.update(db, |s| {
-            s.queues = queues;
-            s.consumers = consumers;
-            s.queue_stats_at = Some(SystemTime::now());
-        });
-    }
-
-    pub fn forget(&self, db: &str) {
-        self.lock().remove(db);
+    pub fn tasks(&self) -> u64 {
+        self.tasks.load(Ordering::Relaxed)
     }
 
     /// The totals since start.
@@ -324,21 +293,6 @@ impl Stats {
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn update(&self, db: &str, change: impl FnOnce(&mut DbStatus)) {
-        let mut map = self.lock();
-        // get_mut first: the entry API would allocate the key on every tick.
-        if let Some(status) = map.get_mut(db) {
-            change(status);
-            return;
-        }
-        let mut status = DbStatus {
-            first_seen: Some(Instant::now()),
-            ..DbStatus::default()
-        };
-        change(&mut status);
-        map.insert(db.to_string(), status);
-    }
-
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, DbStatus>> {
         self.databases.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -358,17 +312,18 @@ mod tests {
     /// line, while the totals only grow.
     #[test]
     fn stats_line_from_monotonic_totals() {
-        let stats = Stats::default();
-        stats.ticked("a", false);
-        stats.ticked("b", true);
-        stats.maint_done();
-        stats.retried("a", 7);
+        let stats = Arc::new(Stats::default());
+        let (a, b) = (stats.register("a"), stats.register("b"));
+        a.ticked(false);
+        b.ticked(true);
+        a.maint_done();
+        a.retried(7);
         let first = stats.totals();
         assert_eq!(
             first.since(&Snapshot::default()).to_string(),
             "{ticks: 2, maint: 1, retry: 7}"
         );
-        stats.ticked("a", false);
+        a.ticked(false);
         let second = stats.totals();
         assert_eq!(
             second.since(&first).to_string(),
@@ -380,14 +335,16 @@ mod tests {
         assert_eq!(dbs["a"].ticker_calls["ok"], 2);
         assert_eq!(dbs["b"].ticker_calls["fallback"], 1);
         assert_eq!(dbs["a"].retry_events, 7);
+        assert_eq!(dbs["a"].maint_rounds, 1);
     }
 
     /// Identical errors are counted every time but logged once per interval; a
     /// different SQLSTATE or job is logged at once.
     #[test]
     fn identical_errors_are_rate_limited() {
-        let stats = Stats::default();
-        let log = |job, code| stats.error("a", job, code, "boom");
+        let stats = Arc::new(Stats::default());
+        let a = stats.register("a");
+        let log = |job, code| a.error(job, code, "boom");
         assert_eq!(log("ticker", Some("42501")), Repeat::Log { held_back: 0 });
         assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
         assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
@@ -396,5 +353,72 @@ mod tests {
         let dbs = stats.databases();
         assert_eq!(dbs["a"].errors[&("ticker", "42501".to_string())], 3);
         assert_eq!(dbs["a"].last_error.as_ref().unwrap().job, "maint");
+    }
+
+    /// An entry lives exactly as long as its handle: dropping it removes the database,
+    /// and a write through any handle after that (a session closing late) creates
+    /// nothing.
+    #[test]
+    fn an_entry_dies_with_its_handle() {
+        let stats = Arc::new(Stats::default());
+        let a = Arc::new(stats.register("a"));
+        let session = a.clone();
+        a.connections(1);
+        drop(a);
+        assert!(
+            stats.databases().contains_key("a"),
+            "a session still holds it"
+        );
+        session.connections(-1);
+        session.set_state(DbState::Probing);
+        drop(session);
+        assert!(stats.databases().is_empty());
+    }
+
+    /// A newer task for the same name (a reconnect, a rename back) owns the entry from
+    /// its start: the older handle neither writes it nor removes it.
+    #[test]
+    fn a_newer_owner_replaces_the_entry() {
+        let stats = Arc::new(Stats::default());
+        let old = stats.register("a");
+        old.connections(1);
+        let new = stats.register("a");
+        old.connections(5);
+        old.set_state(DbState::BackingOff);
+        drop(old);
+        let dbs = stats.databases();
+        assert_eq!(dbs["a"].connections, 0);
+        assert_eq!(dbs["a"].state, DbState::Probing);
+        drop(new);
+        assert!(stats.databases().is_empty());
+    }
+
+    /// Every counter of a database exists at 0 from its task's start.
+    #[test]
+    fn counters_exist_from_the_start() {
+        let stats = Arc::new(Stats::default());
+        let _a = stats.register("a");
+        let dbs = stats.databases();
+        assert_eq!(dbs["a"].ticker_calls.len(), TICKER_RESULTS.len());
+        assert_eq!(dbs["a"].maint_operations.len(), MAINT_RESULTS.len());
+        assert!(dbs["a"].ticker_calls.values().all(|v| *v == 0));
+    }
+
+    /// A database that should tick and never has is owed a tick from its start; one
+    /// that turns from not-ticking (no pgq, standby) to ticking is owed one from then,
+    /// not from an old tick.
+    #[test]
+    fn ticks_are_owed_from_when_they_are_expected() {
+        let stats = Arc::new(Stats::default());
+        let a = stats.register("a");
+        let start = stats.databases()["a"].unticked_since().unwrap();
+        a.set_state(DbState::NoPgq);
+        assert_eq!(stats.databases()["a"].unticked_since(), None);
+        std::thread::sleep(Duration::from_millis(5));
+        a.set_state(DbState::Probing);
+        assert!(stats.databases()["a"].unticked_since().unwrap() > start);
+        a.ticked(false);
+        let dbs = stats.databases();
+        assert_eq!(dbs["a"].unticked_since(), dbs["a"].last_tick);
     }
 }

@@ -327,15 +327,23 @@ impl Cluster {
     }
 
     pub fn connect(&self, db: &str) -> postgres::Client {
+        self.try_connect_err(db)
+            .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+    }
+
+    /// A connection to `db`, or `None` (the server is restarting, say).
+    pub fn try_connect(&self, db: &str) -> Option<postgres::Client> {
+        self.try_connect_err(db).ok()
+    }
+
+    fn try_connect_err(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
         let mut config = postgres::Config::new();
         config
             .host_path(&self.dir)
             .port(self.port)
             .user("postgres")
             .dbname(db);
-        config
-            .connect(postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+        config.connect(postgres::NoTls)
     }
 
     /// Runs SQL in `db`, panicking with the error on failure.
@@ -498,6 +506,11 @@ impl Daemon {
     /// Like [`Daemon::start_args`] with another pgqd binary (pgqd 3.5, to compare).
     pub fn start_binary(binary: &Path, ini: &str, args: &[&str]) -> Daemon {
         Daemon::spawn(Command::new(binary), ini, args)
+    }
+
+    /// Like [`Daemon::start_args`] with a prepared command (environment set, say).
+    pub fn start_command(program: Command, ini: &str, args: &[&str]) -> Daemon {
+        Daemon::spawn(program, ini, args)
     }
 
     fn spawn(mut program: Command, ini: &str, args: &[&str]) -> Daemon {

@@ -9,6 +9,7 @@ mod conninfo;
 mod engine;
 mod faults;
 mod ha;
+mod lifecycle;
 mod observability;
 mod service;
 mod status;

@@ -8,7 +8,7 @@ use pgqd::config::Config;
 use pgqd::conninfo::{ConnStr, Defaults, resolve};
 use pgqd::db::{DbContext, Housekeeping, Ticking};
 use pgqd::stats::{ConsumerStats, QueueStats, Stats};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{eager_queue, pgq_db, pgqd_backends};
@@ -28,7 +28,8 @@ fn context(cluster: &Cluster, db: &str) -> DbContext {
         name: db.to_string(),
         target: resolve(&config.base_connstr, db, &defaults).unwrap(),
         settings: watch::channel(Arc::new(config)).1,
-        stats: Arc::new(Stats::default()),
+        stats: Arc::new(Arc::new(Stats::default()).register(db)),
+        relist: Arc::new(Notify::new()),
         connect_slots: Arc::new(Semaphore::new(1)),
         shutdown: CancellationToken::new(),
     }
@@ -63,7 +64,7 @@ fn ticker_turn_ticks_once() {
         assert!(ticking.ticked());
     });
     assert_eq!(tick_count(cluster, &db, "q"), before + 1);
-    assert_eq!(ctx.stats.totals().ticks, 1);
+    assert_eq!(ctx.stats.all().totals().ticks, 1);
 }
 
 /// One housekeeping turn on the ticker's session moves a retried event back into its
@@ -112,7 +113,7 @@ fn housekeeping_turn_retries_and_maintains() {
         0,
         "the retried event is still waiting"
     );
-    let totals = ctx.stats.totals();
+    let totals = ctx.stats.all().totals();
     assert_eq!((totals.retry, totals.maint), (1, 1));
     assert_eq!(held, 1, "connections held during the turn");
 }

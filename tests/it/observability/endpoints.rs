@@ -18,6 +18,7 @@ pub const FAMILIES: &[&str] = &[
     "pgqd_last_tick_timestamp_seconds",
     "pgqd_ticker_calls",
     "pgqd_maint_operations",
+    "pgqd_maint_rounds",
     "pgqd_retry_events",
     "pgqd_errors",
     "pgqd_outages",
