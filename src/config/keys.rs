@@ -187,3 +187,9 @@ impl Config {
 pub fn known_keys() -> Vec<String> {
     KEYS.iter().map(|key| key.name.to_string()).collect()
 }
+
+/// Every key with its default as text, in table order: the reference page
+/// (`docs/configuration.md`) and the man page are checked against it.
+pub fn key_defaults() -> Vec<(&'static str, &'static str)> {
+    KEYS.iter().map(|key| (key.name, key.default)).collect()
+}

@@ -22,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
-pub use keys::{Config, Origins, known_keys};
+pub use keys::{Config, Origins, key_defaults, known_keys};
 pub use paths::check_paths;
 pub use value::Raw;
 

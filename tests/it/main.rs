@@ -6,6 +6,7 @@ mod bench_smoke;
 mod cli;
 mod cluster;
 mod conninfo;
+mod docs;
 mod engine;
 mod faults;
 mod ha;
