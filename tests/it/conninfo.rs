@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgqd::conninfo::{self, ConnStr, ConnectError, Connected, Defaults, Target};
+use pgconninfo::{ConnStr, ConnectError, Connected, Defaults, Target};
 
 use crate::harness::{Cluster, Daemon, pgqd, unique, wait_until};
 
@@ -54,8 +54,8 @@ pub fn env_of(home: &Path, vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<Str
 
 /// Resolves `base` for `db` with HOME at `home` and only `vars` set.
 pub fn resolve(home: &Path, base: &str, db: &str, vars: &[(&str, &str)]) -> Target {
-    conninfo::resolve_with(&ConnStr::new(base), db, &defaults(), &env_of(home, vars))
-        .unwrap_or_else(|e| panic!("resolve {}: {e}", conninfo::redact(base)))
+    pgconninfo::resolve_with(&ConnStr::new(base), db, &defaults(), &env_of(home, vars))
+        .unwrap_or_else(|e| panic!("resolve {}: {e}", pgconninfo::redact(base)))
 }
 
 /// Resolves and connects.
