@@ -14,7 +14,7 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// The home directory: `$HOME` when set and not empty, else the passwd entry, as
 /// recent libpq releases (`pqGetHomeDirectory`) do.
-pub(super) fn home_dir(env: Env<'_>) -> Option<PathBuf> {
+pub(crate) fn home_dir(env: Env<'_>) -> Option<PathBuf> {
     if let Some(home) = env("HOME").filter(|h| !h.is_empty()) {
         return Some(PathBuf::from(home));
     }
@@ -25,12 +25,12 @@ pub(super) fn home_dir(env: Env<'_>) -> Option<PathBuf> {
 }
 
 /// A file under the home directory, or nothing when there is no home directory.
-pub(super) fn in_home(env: Env<'_>, relative: &str) -> Option<PathBuf> {
+pub(crate) fn in_home(env: Env<'_>, relative: &str) -> Option<PathBuf> {
     home_dir(env).map(|home| home.join(relative))
 }
 
 /// The default user name: the effective OS user, as libpq's `pg_fe_getusername`.
-pub(super) fn os_user() -> Option<String> {
+pub(crate) fn os_user() -> Option<String> {
     nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten()
