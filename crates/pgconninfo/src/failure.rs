@@ -71,10 +71,7 @@ impl std::fmt::Display for Failure {
         if let Some(path) = self.passfile.as_ref().filter(|_| login_failed) {
             write!(f, " (password retrieved from file \"{}\")", path.display())?;
         }
-        let refused = self
-            .reasons
-            .iter()
-            .any(|r| r.to_string().contains("invalid peer certificate"));
+        let refused = self.reasons.iter().any(Reason::is_certificate_refused);
         if let Some(roots) = self.roots.as_ref().filter(|_| refused) {
             write!(f, " (server certificate checked against {roots})")?;
         }
@@ -100,15 +97,44 @@ impl Reason {
             _ => None,
         }
     }
+
+    /// Whether the server's certificate was refused: rustls' `InvalidCertificate`,
+    /// which reaches tokio-postgres inside the `std::io::Error` of the TLS handshake.
+    fn is_certificate_refused(&self) -> bool {
+        let Reason::Postgres(error) = self else {
+            return false;
+        };
+        let mut cause = error.source();
+        while let Some(error) = cause {
+            let tls = (error.downcast_ref::<std::io::Error>())
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
 }
 
 /// A connection error in libpq's words where tokio-postgres has its own.
 fn describe(error: &tokio_postgres::Error) -> String {
-    let text = describe_pg_error(error);
-    if text == "invalid configuration: password missing" {
+    if is_password_missing(error) {
         return "fe_sendauth: no password supplied".into();
     }
-    text
+    describe_pg_error(error)
+}
+
+/// tokio-postgres' error when the server asks for a password and none is set: a
+/// configuration error, no SQLSTATE, its cause the text "password missing". It has no
+/// predicate for this, and the cause is a private string type that cannot be
+/// downcast, so the cause's own text (not ours around it) is what tells.
+fn is_password_missing(error: &tokio_postgres::Error) -> bool {
+    error.code().is_none()
+        && error
+            .source()
+            .is_some_and(|c| c.to_string() == "password missing")
 }
 
 /// A PostgreSQL error as one line: `SQLSTATE: message` when the server sent one,
