@@ -26,7 +26,9 @@ const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 
 /// A live connection: the client and the way to cancel its running query.
 pub struct Connected {
+    /// The session; its connection's I/O runs on a task of its own until it is dropped.
     pub client: Client,
+    /// Cancels the query running on `client`.
     pub canceller: Canceller,
 }
 
@@ -39,6 +41,9 @@ pub struct Canceller {
 }
 
 impl Canceller {
+    /// Asks the server to cancel the running query (a new connection to the same host
+    /// for the cancel request, as libpq's `PQcancel`); that query then fails with
+    /// SQLSTATE 57014.
     pub async fn cancel(&self) -> Result<(), tokio_postgres::Error> {
         match &self.tls {
             Some(tls) => self.token.cancel_query(tls.clone()).await,

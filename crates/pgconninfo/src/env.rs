@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-/// Looks up an environment variable. The real one is [`process_env`]; tests pass a map.
+/// Looks up an environment variable for [`resolve_with`](crate::resolve_with);
+/// [`resolve`](crate::resolve) uses the process environment, tests pass a map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The process environment. A variable that is set but not valid UTF-8 counts as unset.
-pub fn process_env(name: &str) -> Option<String> {
+pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 

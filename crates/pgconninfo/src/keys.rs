@@ -121,7 +121,7 @@ pub(crate) fn is_secret(name: &str) -> bool {
         || (lower != "passfile" && SECRET_WORDS.iter().any(|w| lower.contains(w)))
 }
 
-/// Whether the value of `name` may be shown in messages and `--check` output: only
+/// Whether the value of `name` may be shown in messages and displays: only
 /// for keys libpq knows that are not secrets. An unknown key may be a misspelt secret.
 pub(crate) fn shows_value(name: &str) -> bool {
     lookup(name).is_some() && !is_secret(name)

@@ -1,4 +1,4 @@
-//! Masking connection strings as users wrote them, for logs, errors and `--check`.
+//! Masking connection strings as users wrote them, for logs, errors and config displays.
 //! A value is shown only when its key is a known, non-secret libpq option
 //! ([`keys::shows_value`]): secrets and values of unknown (maybe misspelt) keys are
 //! masked. In key=value form the text is read by the parser itself and whatever

@@ -61,7 +61,7 @@ impl Conninfo {
         Ok(self)
     }
 
-    /// Fills what is still unset or empty with the defaults: the OS user, the daemon's
+    /// Fills what is still unset or empty with the defaults: the OS user, the caller's
     /// application name, and the files libpq looks for in the home directory.
     pub fn with_defaults(mut self, defaults: &Defaults, env: Env<'_>) -> Conninfo {
         let home = |name: &str| env::in_home(env, name).map(|p| p.display().to_string());

@@ -1,4 +1,4 @@
-//! From `base_connstr` plus a database name to a [`Target`]: the gathered settings
+//! From a connection string plus a database name to a [`Target`]: the gathered settings
 //! typed into one tokio-postgres config per host (with its password, from the
 //! settings or the password file), the TLS connector, and the session requirements.
 //!
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// The servers tried, in order, as named in errors.
-    pub fn servers(&self) -> Vec<&str> {
+    pub(crate) fn servers(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.label.as_str()).collect()
     }
 

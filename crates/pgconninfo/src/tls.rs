@@ -20,7 +20,7 @@ use crate::verify::Check;
 
 /// `sslmode`, with libpq's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     Disable,
     Allow,
     Prefer,

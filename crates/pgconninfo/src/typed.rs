@@ -26,7 +26,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// `target_session_attrs`, with libpq's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionAttrs {
+pub(crate) enum SessionAttrs {
     Any,
     ReadWrite,
     ReadOnly,
@@ -153,7 +153,7 @@ fn choice<T: Copy>(
 }
 
 /// libpq: zero or negative means wait forever, and less than 2 seconds is 2 seconds.
-/// Unset means the daemon's own default.
+/// Unset means the caller's default.
 fn connect_timeout(all: &Conninfo, defaults: &Defaults) -> Result<Option<Duration>, ConnInfoError> {
     Ok(match int(all, "connect_timeout")? {
         None => Some(defaults.connect_timeout),
