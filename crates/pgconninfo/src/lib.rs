@@ -142,3 +142,8 @@ pub fn resolve_with(
 ) -> Result<Target, ConnInfoError> {
     target::resolve_with(base, dbname, defaults, env)
 }
+
+/// The README's examples, run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
