@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs pgqd's whole test suite: installs what is missing (PostgreSQL server, pgq for
 # its major version, Patroni and etcd; Debian's pgqd 3.5 is unpacked into a cache for
-# side-by-side checks, never installed), then fmt, clippy and cargo test against real
-# throwaway PostgreSQL clusters, a real Prometheus and Patroni; then the Debian package
-# and the container image with podman (scripts/container-test.sh).
+# side-by-side checks, never installed), then fmt, clippy and cargo test over the
+# workspace (pgqd and crates/pgconninfo) against real throwaway PostgreSQL clusters, a
+# real Prometheus and Patroni; then the Debian package and the container image with
+# podman (scripts/container-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
@@ -18,8 +19,8 @@ export PATH="$PG_BINDIR:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --workspace --locked --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --locked "$@"
+cargo test --workspace --locked "$@"
 echo "== package and container tests"
 scripts/container-test.sh

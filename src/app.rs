@@ -63,7 +63,7 @@ fn check(path: &Path) -> ExitCode {
     }
     // The file that holds the password, if a file does (not a PGQD_* variable).
     if let Origin::File { file, .. } = origins.of("base_connstr")
-        && let Some(warning) = crate::conninfo::exposed_password(file, &config.base_connstr)
+        && let Some(warning) = pgconninfo::exposed_password(file, &config.base_connstr)
     {
         eprintln!("WARNING {warning}");
     }

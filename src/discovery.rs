@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use pgconninfo::{Defaults, resolve};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::conninfo::{Defaults, resolve};
 use crate::pg::{PgError, Session};
 
 /// pgqd 3.5's listing query.

@@ -6,7 +6,6 @@
 //! - `cli`: pgqd's switches and usage messages.
 //! - `config`: the typed configuration: pgqd.ini (`config/ini.rs`), TOML and `PGQD_*`
 //!   variables read as raw entries with their origin, typed by one key table (`keys.rs`).
-//! - `conninfo`: `base_connstr` (password never shown) and how connections are made.
 //! - `daemon`: running as a process: start-up, the runtime, pidfile, `-s`/`-k`/`-r`.
 //! - `signals`: SIGINT, SIGTERM, SIGHUP.
 //! - `notify`: systemd notifications: readiness, reload, stop, watchdog, `STATUS=`.
@@ -26,11 +25,13 @@
 //! - `metrics`: the Prometheus families, read from `stats` at scrape time.
 //! - `http`: the optional listener: `/metrics`, `/livez`, `/readyz`, `/healthz`, `/status`.
 //! - `status`: `pgqd --status` and `pgqd --healthcheck`.
+//!
+//! `base_connstr` (password never shown) and how connections are made, libpq's rules,
+//! are the crate `pgconninfo` in `crates/pgconninfo/`, which imports nothing of the daemon.
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod conninfo;
 pub mod daemon;
 pub mod db;
 pub mod discovery;

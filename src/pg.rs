@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
+use pgconninfo::{Canceller, ConnectError, Target};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
-
-use crate::conninfo::{Canceller, ConnectError, Target};
 
 /// How long a server-side cancel request, and the wait for the cancelled query to
 /// return, may take before the connection is simply dropped.
@@ -81,7 +80,7 @@ impl From<tokio_postgres::Error> for PgError {
 /// errors with their cause.
 fn describe(error: &tokio_postgres::Error) -> String {
     let Some(db) = error.as_db_error() else {
-        return crate::conninfo::describe_pg_error(error);
+        return pgconninfo::describe_pg_error(error);
     };
     let mut text = format!("{}: {}", db.code().code(), db.message());
     if let Some(detail) = db.detail() {

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pgconninfo::{Defaults, resolve};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::conninfo::{Defaults, resolve};
 use crate::jobs::{Limits, queue_stats};
 use crate::pg::{PgError, Session};
 use crate::stats::ConsumerStats;

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgconninfo::{Defaults, resolve};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::conninfo::{Defaults, resolve};
 use crate::db::{DbContext, DbTask, Outage};
 use crate::logging::db_label;
 use crate::notify;

@@ -120,8 +120,8 @@ def build_ours(args: argparse.Namespace) -> None:
         subprocess.run(cargo, cwd=REPO, check=True)
         target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
         args.ours = str((REPO / target) / "release" / "pgqd")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "src", "Cargo.toml",
-                    "Cargo.lock")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "src", "crates",
+                    "Cargo.toml", "Cargo.lock")
         args.ours_source = (f"built from the working tree at commit {git('rev-parse', '--short', 'HEAD')}"
                             f"{' with local changes' if dirty else ''}")
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::conninfo::ConnStr;
+use pgconninfo::ConnStr;
 
 use super::value::{Connstr, Facility, File, Format, Integer, List, Raw, Rule, Seconds, Text};
 use super::{ConfigError, Entry, LogFormat, Origin};
@@ -150,7 +150,7 @@ fn check_connstr(config: &Config, origin: &Origin) -> Result<(), ConfigError> {
     if *origin == Origin::Default {
         return Ok(());
     }
-    crate::conninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
+    pgconninfo::validate(&config.base_connstr).map_err(|e| ConfigError::Value {
         key: "base_connstr".into(),
         value: None,
         origin: origin.clone(),

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::conninfo::ConnStr;
+use pgconninfo::ConnStr;
 
 use super::LogFormat;
 

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgconninfo::Target;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::config::Config;
-use crate::conninfo::Target;
 use crate::pg::{PgError, Session};
 use crate::stats::{DbStats, REPEAT_LOG_INTERVAL, Repeat};
 

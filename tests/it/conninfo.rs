@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgqd::conninfo::{self, ConnStr, ConnectError, Connected, Defaults, Target};
+use pgconninfo::{ConnStr, ConnectError, Connected, Defaults, Target};
 
 use crate::harness::{Cluster, Daemon, pgqd, unique, wait_until};
 
@@ -54,8 +54,8 @@ pub fn env_of(home: &Path, vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<Str
 
 /// Resolves `base` for `db` with HOME at `home` and only `vars` set.
 pub fn resolve(home: &Path, base: &str, db: &str, vars: &[(&str, &str)]) -> Target {
-    conninfo::resolve_with(&ConnStr::new(base), db, &defaults(), &env_of(home, vars))
-        .unwrap_or_else(|e| panic!("resolve {}: {e}", conninfo::redact(base)))
+    pgconninfo::resolve_with(&ConnStr::new(base), db, &defaults(), &env_of(home, vars))
+        .unwrap_or_else(|e| panic!("resolve {}: {e}", pgconninfo::redact(base)))
 }
 
 /// Resolves and connects.
@@ -138,7 +138,7 @@ fn app_socket(cluster: &Cluster) -> String {
 
 /// scram-sha-256 works with the password from a 0600 `.pgpass` in HOME, matched by
 /// the socket directory; the same file with mode 0644 is ignored with libpq's warning
-/// and the login then fails without showing the password.
+/// and the login then fails with libpq's message, without showing the password.
 #[test]
 fn password_from_pgpass() {
     let (cluster, _files) = password_cluster("", &[]);
@@ -162,6 +162,12 @@ fn password_from_pgpass() {
         .expect("login without a password");
     let shown = format!("{error} {error:?} {target:?}");
     assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("failed: fe_sendauth: no password supplied"),
+        "{error}"
+    );
 }
 
 /// A wrong password from `.pgpass` fails with SQLSTATE 28P01 and libpq's hint naming

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgconninfo::{ConnStr, Defaults, resolve};
 use pgqd::config::Config;
-use pgqd::conninfo::{ConnStr, Defaults, resolve};
 use pgqd::db::{DbContext, Housekeeping, Ticking};
 use pgqd::stats::{ConsumerStats, QueueStats, Stats};
 use tokio::sync::{Notify, Semaphore, watch};

@@ -175,7 +175,8 @@ const IN_TLS: &str = "select ssl::text from pg_stat_ssl where pid = pg_backend_p
 /// `require` without a root certificate connects over TLS without verifying (and
 /// `prefer` uses TLS too, `disable` does not); `verify-ca` and `verify-full` with the
 /// test CA connect; `require` with a root certificate in `~/.postgresql/root.crt`
-/// verifies the chain like libpq, so an untrusted CA there makes it fail.
+/// verifies the chain like libpq, so an untrusted CA there makes it fail, naming the
+/// file the certificate was checked against.
 #[test]
 fn tls_modes() {
     let pki = Pki::new();
@@ -219,12 +220,17 @@ fn tls_modes() {
         error.contains("UnknownIssuer") || error.contains("unknown issuer"),
         "{error}"
     );
+    let checked = format!(
+        "(server certificate checked against \"{}\")",
+        dot.join("root.crt").display()
+    );
+    assert!(error.contains(&checked), "{error}");
     std::fs::copy(pki.path("ca.crt"), dot.join("root.crt")).unwrap();
     assert_eq!(tls_used(format!("{bare} sslmode=require")), "true");
 }
 
 /// `verify-full` against a certificate for another host name fails with a message
-/// naming the name it expected; `verify-ca` accepts the same server.
+/// naming the name it expected and the roots; `verify-ca` accepts the same server.
 #[test]
 fn tls_verify_full_rejects_another_host_name() {
     let pki = Pki::new();
@@ -253,6 +259,10 @@ fn tls_verify_full_rejects_another_host_name() {
     assert!(
         error.contains("localhost"),
         "names what the certificate is valid for: {error}"
+    );
+    assert!(
+        error.contains("(server certificate checked against \""),
+        "{error}"
     );
     let connected = connect(home.path(), &base("verify-ca"), "postgres", &vars).unwrap();
     assert_eq!(value(&connected, IN_TLS), "true");

@@ -1,6 +1,6 @@
-//! One connection setting (key, value and where it came from), and the settings of a
-//! connection gathered in libpq's order of precedence: what `base_connstr` says, then
-//! the service file entry, then the PG* environment variables, then the defaults.
+//! The settings of a connection gathered in libpq's order of precedence: what the
+//! connection string says, then the service file entry, then the PG* environment
+//! variables, then the defaults.
 //! Each later source only fills keys still unset (an empty value counts as set, as in
 //! libpq, except for the defaults, which also fill empty values).
 //!
@@ -8,59 +8,24 @@
 //! service entry beats `PGHOST` and friends; its documentation says the same ("a
 //! service file setting overrides the corresponding environment variable").
 
-use std::fmt;
-
-use super::env::{self, Env};
-use super::error::{ConnInfoError, Origin};
-use super::{Defaults, keys, parse, service, uri};
-
-/// One `key=value` setting, value unescaped. `Debug` shows the value only when its key
-/// is a known, non-secret option ([`keys::shows_value`]).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Setting {
-    pub key: String,
-    pub value: String,
-    pub origin: Origin,
-}
-
-impl Setting {
-    pub fn new(key: impl Into<String>, value: impl Into<String>, origin: Origin) -> Setting {
-        let (key, value) = (key.into(), value.into());
-        Setting { key, value, origin }
-    }
-
-    /// The value quoted for a message, or `(hidden)` when it may be a secret.
-    pub fn shown(&self) -> String {
-        match keys::shows_value(&self.key) {
-            true => format!("\"{}\"", self.value.escape_debug()),
-            false => "(hidden)".into(),
-        }
-    }
-}
-
-impl fmt::Debug for Setting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}{}", self.key, self.shown(), self.origin)
-    }
-}
+use crate::env::{self, Env};
+use crate::error::{ConnInfoError, Origin};
+use crate::keys;
+use crate::read::read;
+use crate::service;
+use crate::setting::{Defaults, Setting};
 
 /// The settings of one connection, at most one per key.
 #[derive(Debug, Default)]
-pub(super) struct Conninfo(Vec<Setting>);
+pub(crate) struct Conninfo(Vec<Setting>);
 
 impl Conninfo {
     /// The settings written in `text` (key=value or URI); later duplicates win.
     pub fn parse(text: &str) -> Result<Conninfo, ConnInfoError> {
-        let text = text.trim();
-        let read = if uri::is_uri(text) {
-            uri::settings(text)?
-        } else {
-            parse::settings(text)?
-        };
         let mut all = Conninfo::default();
         let mut after_secret = false;
-        for setting in read.into_iter().map(legacy_alias) {
-            match keys::check(&setting) {
+        for setting in read(text).into_settings()?.into_iter().map(legacy_alias) {
+            match setting.check() {
                 Err(ConnInfoError::UnknownKey { .. }) if after_secret => {
                     return Err(ConnInfoError::Syntax(
                         "invalid connection option after a secret value (quote values that contain blanks)".into(),
@@ -82,21 +47,21 @@ impl Conninfo {
         if let Some(name) = service.filter(|s| !s.is_empty()) {
             let file = self.value("servicefile").or_else(|| env("PGSERVICEFILE"));
             for setting in service::lookup(&name, file.as_deref(), env)? {
-                keys::check(&setting)?;
+                setting.check()?;
                 self.fill(setting);
             }
         }
         for key in keys::KEYS.iter().filter(|k| !k.env.is_empty()) {
             if let Some(value) = env(key.env).filter(|_| self.get(key.name).is_none()) {
                 let setting = Setting::new(key.name, value, Origin::Env(key.env));
-                keys::check(&setting)?;
+                setting.check()?;
                 self.fill(setting);
             }
         }
         Ok(self)
     }
 
-    /// Fills what is still unset or empty with the defaults: the OS user, the daemon's
+    /// Fills what is still unset or empty with the defaults: the OS user, the caller's
     /// application name, and the files libpq looks for in the home directory.
     pub fn with_defaults(mut self, defaults: &Defaults, env: Env<'_>) -> Conninfo {
         let home = |name: &str| env::in_home(env, name).map(|p| p.display().to_string());

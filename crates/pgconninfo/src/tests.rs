@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::*;
+use crate::tls::SslMode;
+use crate::typed::SessionAttrs;
 
 fn defaults() -> Defaults {
     Defaults {

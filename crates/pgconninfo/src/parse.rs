@@ -4,30 +4,42 @@
 
 use std::ops::Range;
 
-use super::error::ConnInfoError;
-use super::error::Origin;
-use super::keys;
-use super::settings::Setting;
+use crate::error::{ConnInfoError, Origin};
+use crate::keys;
+use crate::setting::Setting;
 
 /// What [`read`] found: each setting with the byte range of its value's text (from
 /// just after the `=`), and, when the text is malformed, the error and the offset of
 /// the pair it stopped at.
-pub(super) struct Read {
+pub(crate) struct Read {
     pub settings: Vec<(Setting, Range<usize>)>,
     pub failed: Option<(ConnInfoError, usize)>,
 }
 
-/// Reads a key=value connection string into its settings, in order.
-pub(super) fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
-    let read = read(text);
-    match read.failed {
-        Some((error, _)) => Err(error),
-        None => Ok(read.settings.into_iter().map(|(s, _)| s).collect()),
+impl Read {
+    /// The settings in order, or the error where the text stopped being well-formed.
+    pub fn into_settings(self) -> Result<Vec<Setting>, ConnInfoError> {
+        match self.failed {
+            Some((error, _)) => Err(error),
+            None => Ok(self.settings.into_iter().map(|(s, _)| s).collect()),
+        }
+    }
+
+    /// The same, with every offset moved `by` bytes: for text read from a slice that
+    /// starts `by` bytes into the text the offsets should refer to.
+    pub fn shifted(mut self, by: usize) -> Read {
+        for (_, range) in &mut self.settings {
+            *range = range.start + by..range.end + by;
+        }
+        if let Some((_, at)) = &mut self.failed {
+            *at += by;
+        }
+        self
     }
 }
 
 /// Reads as far as the text is well-formed.
-pub(super) fn read(text: &str) -> Read {
+pub(crate) fn read(text: &str) -> Read {
     let mut chars = text.char_indices().peekable();
     let mut settings: Vec<(Setting, Range<usize>)> = Vec::new();
     loop {
@@ -125,6 +137,10 @@ fn missing_equals(key: &str, previous: Option<&Setting>) -> ConnInfoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
+        read(text).into_settings()
+    }
 
     fn pairs(text: &str) -> Vec<(String, String)> {
         settings(text)

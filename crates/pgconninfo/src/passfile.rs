@@ -12,7 +12,7 @@ use std::sync::Mutex;
 /// the file at every connection attempt (a changed password is picked up on the next
 /// reconnect).
 #[derive(Debug, Clone)]
-pub(super) struct Lookup {
+pub(crate) struct Lookup {
     pub path: PathBuf,
     pub host: String,
     pub port: String,
@@ -52,7 +52,7 @@ fn log_once(warning: &str) {
 
 /// What a password is looked up for. `host` is already mapped the libpq way: a unix
 /// socket in the default directory (or no host at all) is `localhost`.
-pub(super) struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     pub host: &'a str,
     pub port: &'a str,
     pub dbname: &'a str,
@@ -61,14 +61,14 @@ pub(super) struct Wanted<'a> {
 
 /// The outcome of reading one password file.
 #[derive(Default)]
-pub(super) struct Found {
+pub(crate) struct Found {
     pub password: Option<String>,
     /// Why the file was not used, in libpq's words; for a WARNING line.
     pub warning: Option<String>,
 }
 
 /// Looks `wanted` up in the file at `path`. A missing file is no password and no warning.
-pub(super) fn lookup(path: &Path, wanted: &Wanted<'_>) -> Found {
+pub(crate) fn lookup(path: &Path, wanted: &Wanted<'_>) -> Found {
     let Ok(meta) = std::fs::metadata(path) else {
         return Found::default();
     };
@@ -102,7 +102,7 @@ fn warn(message: String) -> Found {
 }
 
 /// The password of `line` if its four fields match `wanted`.
-pub(super) fn match_line(line: &str, wanted: &Wanted<'_>) -> Option<String> {
+pub(crate) fn match_line(line: &str, wanted: &Wanted<'_>) -> Option<String> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.starts_with('#') {
         return None;

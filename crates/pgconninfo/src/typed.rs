@@ -10,14 +10,14 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::{ChannelBinding, SslNegotiation, TargetSessionAttrs};
 
-use super::Defaults;
-use super::error::ConnInfoError;
-use super::settings::Conninfo;
-use super::tls::{self, SslMode};
+use crate::error::ConnInfoError;
+use crate::setting::Defaults;
+use crate::settings::Conninfo;
+use crate::tls::{self, SslMode};
 
 /// Where libpq looks for the server's socket when no host is given: Debian's
 /// compiled-in directory, then the upstream default.
-pub(super) const SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
+pub(crate) const SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
 const DEFAULT_PORT: u16 = 5432;
 
 /// TCP keepalive idle time unless `keepalives_idle` is set: a vanished server host is
@@ -26,7 +26,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// `target_session_attrs`, with libpq's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionAttrs {
+pub(crate) enum SessionAttrs {
     Any,
     ReadWrite,
     ReadOnly,
@@ -37,7 +37,7 @@ pub enum SessionAttrs {
 
 /// One entry of the host list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Host {
+pub(crate) enum Host {
     /// A unix socket directory.
     Socket(PathBuf),
     /// A TCP server: the name (for TLS and the password file) and/or the address.
@@ -49,7 +49,7 @@ pub(super) enum Host {
 
 /// The settings tokio-postgres has no place for, with libpq's meanings.
 #[derive(Debug)]
-pub(super) struct Libpq {
+pub(crate) struct Libpq {
     pub hosts: Vec<(Host, u16)>,
     pub sslmode: SslMode,
     pub attrs: SessionAttrs,
@@ -62,7 +62,7 @@ pub(super) struct Libpq {
 
 /// Types `all` (defaults already filled in): the config shared by every host (no
 /// host, port or database yet) and the libpq-only settings.
-pub(super) fn typed(all: &Conninfo, defaults: &Defaults) -> Result<(Config, Libpq), ConnInfoError> {
+pub(crate) fn typed(all: &Conninfo, defaults: &Defaults) -> Result<(Config, Libpq), ConnInfoError> {
     let int = |key| int(all, key);
     let seconds = |key| Ok::<_, ConnInfoError>(int(key)?.map(|s| secs(s.max(0))));
     let user = all
@@ -153,7 +153,7 @@ fn choice<T: Copy>(
 }
 
 /// libpq: zero or negative means wait forever, and less than 2 seconds is 2 seconds.
-/// Unset means the daemon's own default.
+/// Unset means the caller's default.
 fn connect_timeout(all: &Conninfo, defaults: &Defaults) -> Result<Option<Duration>, ConnInfoError> {
     Ok(match int(all, "connect_timeout")? {
         None => Some(defaults.connect_timeout),

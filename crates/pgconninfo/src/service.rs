@@ -8,16 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-use super::env::{self, Env};
-use super::error::ConnInfoError;
-use super::error::Origin;
-use super::settings::Setting;
+use crate::env::{self, Env};
+use crate::error::{ConnInfoError, Origin};
+use crate::setting::Setting;
 
 /// Where Debian's libpq looks for the system-wide file (its `--sysconfdir`).
 const SYSTEM_DIR: &str = "/etc/postgresql-common";
 
 /// The settings of service `name`, first occurrence of a key first.
-pub(super) fn lookup(
+pub(crate) fn lookup(
     name: &str,
     user_file: Option<&str>,
     env: Env<'_>,
@@ -52,7 +51,7 @@ pub(super) fn lookup(
 /// The settings of section `[name]` in `text`, or `None` if there is no such section.
 /// Lines are trimmed; `#` starts a comment line; a value is everything after the first
 /// `=`. A `service` key inside a service is refused, as libpq does.
-pub(super) fn section(
+pub(crate) fn section(
     text: &str,
     name: &str,
     path: &Path,

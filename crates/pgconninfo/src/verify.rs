@@ -17,7 +17,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How much of the certificate is checked.
 #[derive(Debug)]
-pub(super) struct Check {
+pub(crate) struct Check {
     /// The handshake signature algorithms, always checked.
     pub algorithms: WebPkiSupportedAlgorithms,
     /// The chain up to a trusted root, when there is a root certificate.

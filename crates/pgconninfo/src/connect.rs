@@ -8,17 +8,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio_postgres::config::SslMode as PgSslMode;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::target::{Endpoint, Target};
-use super::tls::SslMode;
-use super::typed::SessionAttrs;
+use crate::failure::{ConnectError, Failure, HostFailures, Reason};
+use crate::target::{Endpoint, Target};
+use crate::tls::SslMode;
+use crate::typed::SessionAttrs;
 
 /// Whether the session is writable (`on` in a read-only session or on a standby).
 const READ_ONLY: &str = "show transaction_read_only";
@@ -27,7 +26,9 @@ const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 
 /// A live connection: the client and the way to cancel its running query.
 pub struct Connected {
+    /// The session; its connection's I/O runs on a task of its own until it is dropped.
     pub client: Client,
+    /// Cancels the query running on `client`.
     pub canceller: Canceller,
 }
 
@@ -40,110 +41,13 @@ pub struct Canceller {
 }
 
 impl Canceller {
+    /// Asks the server to cancel the running query (a new connection to the same host
+    /// for the cancel request, as libpq's `PQcancel`); that query then fails with
+    /// SQLSTATE 57014.
     pub async fn cancel(&self) -> Result<(), tokio_postgres::Error> {
         match &self.tls {
             Some(tls) => self.token.cancel_query(tls.clone()).await,
             None => self.token.cancel_query(NoTls).await,
-        }
-    }
-}
-
-/// Connecting failed. The message names each host tried and why, never a password.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// Every host was tried and failed.
-    #[error("{0}")]
-    Hosts(HostFailures),
-    /// No host could be tried (the settings could not be resolved, for example).
-    #[error("{0}")]
-    Other(String),
-}
-
-impl ConnectError {
-    /// The SQLSTATE the server sent on the last attempt, if it got that far.
-    pub fn code(&self) -> Option<&SqlState> {
-        match self {
-            ConnectError::Hosts(hosts) => hosts.0.last()?.reasons.last()?.code(),
-            ConnectError::Other(_) => None,
-        }
-    }
-}
-
-impl From<super::ConnInfoError> for ConnectError {
-    fn from(error: super::ConnInfoError) -> Self {
-        ConnectError::Other(error.to_string())
-    }
-}
-
-/// Why each host failed, in the order tried.
-#[derive(Debug)]
-pub struct HostFailures(Vec<Failure>);
-
-impl std::fmt::Display for HostFailures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let all: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&all.join("; "))
-    }
-}
-
-/// Why one host failed (two reasons when a TLS fallback was tried too).
-#[derive(Debug)]
-struct Failure {
-    label: String,
-    reasons: Vec<Reason>,
-    /// The password file the password came from, for libpq's hint on a failed login.
-    passfile: Option<std::path::PathBuf>,
-    /// The trusted roots, named when the server certificate was refused.
-    roots: Option<String>,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "connection to {} failed: ", self.label)?;
-        let reasons: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
-        f.write_str(&reasons.join(", then: "))?;
-        let login_failed = self
-            .reasons
-            .iter()
-            .any(|r| r.code() == Some(&SqlState::INVALID_PASSWORD));
-        if let Some(path) = self.passfile.as_ref().filter(|_| login_failed) {
-            write!(f, " (password retrieved from file \"{}\")", path.display())?;
-        }
-        let refused = self
-            .reasons
-            .iter()
-            .any(|r| r.to_string().contains("invalid peer certificate"));
-        if let Some(roots) = self.roots.as_ref().filter(|_| refused) {
-            write!(f, " (server certificate checked against {roots})")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Reason {
-    #[error("{}", describe(.0))]
-    Postgres(tokio_postgres::Error),
-    #[error("timeout expired after {0:?}")]
-    Timeout(Duration),
-    #[error("{0}")]
-    Session(&'static str),
-}
-
-/// A connection error in libpq's words where tokio-postgres has its own.
-fn describe(error: &tokio_postgres::Error) -> String {
-    let text = super::describe_pg_error(error);
-    if text == "invalid configuration: password missing" {
-        return "fe_sendauth: no password supplied".into();
-    }
-    text
-}
-
-impl Reason {
-    fn code(&self) -> Option<&SqlState> {
-        match self {
-            Reason::Postgres(e) => e.code(),
-            _ => None,
         }
     }
 }

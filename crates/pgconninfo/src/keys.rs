@@ -7,12 +7,11 @@
 //! some other way would be a surprise. Values that ask for what we do anyway (for
 //! example `gssencmode=disable`) are accepted.
 
-use super::error::ConnInfoError;
-use super::settings::Setting;
+use crate::error::{ConnInfoError, Origin};
 
 /// Whether an option is honoured.
 #[derive(Debug)]
-pub(super) enum Support {
+pub(crate) enum Support {
     Yes,
     /// Accepted only with one of these values (compared without case).
     Only(&'static [&'static str], &'static str),
@@ -22,7 +21,7 @@ pub(super) enum Support {
 
 /// One libpq connection option and its environment variable ("" for none).
 #[derive(Debug)]
-pub(super) struct Key {
+pub(crate) struct Key {
     pub name: &'static str,
     pub env: &'static str,
     pub support: Support,
@@ -42,7 +41,7 @@ const PROTOCOL_3: &str = "only protocol version 3.0 is spoken";
 
 /// libpq's options (PostgreSQL 18), in libpq's order.
 #[rustfmt::skip]
-pub(super) const KEYS: &[Key] = &[
+pub(crate) const KEYS: &[Key] = &[
     key("service", "PGSERVICE", Yes),
     key("servicefile", "PGSERVICEFILE", Yes),
     key("user", "PGUSER", Yes),
@@ -97,7 +96,7 @@ pub(super) const KEYS: &[Key] = &[
 ];
 
 /// libpq's options whose values are secrets.
-pub(super) const SECRET_KEYS: &[&str] = &[
+pub(crate) const SECRET_KEYS: &[&str] = &[
     "password",
     "sslpassword",
     "scram_client_key",
@@ -110,21 +109,21 @@ pub(super) const SECRET_KEYS: &[&str] = &[
 const SECRET_WORDS: &[&str] = &["pass", "pwd", "secret", "_key"];
 
 /// The option called `name`, if libpq has one.
-pub(super) fn lookup(name: &str) -> Option<&'static Key> {
+pub(crate) fn lookup(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
 /// Whether the value of `name` must never be shown: one of [`SECRET_KEYS`], or any
 /// key named like a secret (libpq's `passfile`, a path, aside).
-pub(super) fn is_secret(name: &str) -> bool {
+pub(crate) fn is_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     SECRET_KEYS.contains(&lower.as_str())
         || (lower != "passfile" && SECRET_WORDS.iter().any(|w| lower.contains(w)))
 }
 
-/// Whether the value of `name` may be shown in messages and `--check` output: only
+/// Whether the value of `name` may be shown in messages and displays: only
 /// for keys libpq knows that are not secrets. An unknown key may be a misspelt secret.
-pub(super) fn shows_value(name: &str) -> bool {
+pub(crate) fn shows_value(name: &str) -> bool {
     lookup(name).is_some() && !is_secret(name)
 }
 
@@ -142,9 +141,9 @@ fn shown_name(name: &str) -> String {
     }
 }
 
-/// Accepts `setting` if libpq knows its key and we honour the key and its value.
-pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
-    let (name, value, origin) = (&setting.key, &setting.value, &setting.origin);
+/// Accepts the setting `name=value` from `origin` if libpq knows the key and we
+/// honour the key and its value.
+pub(crate) fn check(name: &str, value: &str, origin: &Origin) -> Result<(), ConnInfoError> {
     let Some(key) = lookup(name) else {
         return Err(ConnInfoError::UnknownKey {
             key: shown_name(name),
@@ -157,8 +156,8 @@ pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
         reason: reason.to_string(),
     };
     match key.support {
-        Yes => Ok(key),
-        Only(values, _) if values.iter().any(|v| v.eq_ignore_ascii_case(value)) => Ok(key),
+        Yes => Ok(()),
+        Only(values, _) if values.iter().any(|v| v.eq_ignore_ascii_case(value)) => Ok(()),
         Only(values, reason) => Err(refused(&format!(
             "value \"{}\" not supported: {reason} (accepted: {})",
             value.escape_debug(),
@@ -170,12 +169,7 @@ pub(super) fn check(setting: &Setting) -> Result<&'static Key, ConnInfoError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::error::Origin;
     use super::*;
-
-    fn check(key: &str, value: &str, origin: &Origin) -> Result<&'static Key, ConnInfoError> {
-        super::check(&Setting::new(key, value, origin.clone()))
-    }
 
     /// Unsupported keys are refused by name; harmless values of partly supported keys pass.
     #[test]

@@ -1,4 +1,4 @@
-//! From `base_connstr` plus a database name to a [`Target`]: the gathered settings
+//! From a connection string plus a database name to a [`Target`]: the gathered settings
 //! typed into one tokio-postgres config per host (with its password, from the
 //! settings or the password file), the TLS connector, and the session requirements.
 //!
@@ -10,33 +10,33 @@ use std::time::Duration;
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::env::Env;
-use super::error::ConnInfoError;
-use super::passfile::Lookup;
-use super::settings::Conninfo;
-use super::tls::SslMode;
-use super::tls::{self, Verification};
-use super::typed::{self, Host, SOCKET_DIRS, SessionAttrs};
-use super::{ConnStr, Defaults};
+use crate::connstr::ConnStr;
+use crate::env::Env;
+use crate::error::ConnInfoError;
+use crate::passfile::Lookup;
+use crate::setting::Defaults;
+use crate::settings::Conninfo;
+use crate::tls::{self, SslMode, Verification};
+use crate::typed::{self, Host, SOCKET_DIRS, SessionAttrs};
 
 /// Everything needed to connect to one database. `Debug` never shows the password.
 #[derive(Clone)]
 pub struct Target {
-    pub(super) endpoints: Vec<Endpoint>,
-    pub(super) tls: Option<MakeRustlsConnect>,
-    pub(super) verification: Option<Verification>,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) tls: Option<MakeRustlsConnect>,
+    pub(crate) verification: Option<Verification>,
     /// The trusted roots, when the server certificate is verified.
-    pub(super) roots: Option<String>,
-    pub(super) sslmode: SslMode,
-    pub(super) attrs: SessionAttrs,
-    pub(super) timeout: Option<Duration>,
-    pub(super) load_balance: bool,
+    pub(crate) roots: Option<String>,
+    pub(crate) sslmode: SslMode,
+    pub(crate) attrs: SessionAttrs,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) load_balance: bool,
     warnings: Vec<String>,
 }
 
 /// One host of the list, ready to connect.
 #[derive(Debug, Clone)]
-pub(super) struct Endpoint {
+pub(crate) struct Endpoint {
     /// Its `Debug` shows whether a password is set, never the password.
     pub config: tokio_postgres::Config,
     /// libpq's way of naming it in errors: `server on socket "..."` or `server at "h", port N`.
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// The servers tried, in order, as named in errors.
-    pub fn servers(&self) -> Vec<&str> {
+    pub(crate) fn servers(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.label.as_str()).collect()
     }
 
@@ -74,7 +74,7 @@ impl Target {
 }
 
 /// Resolves `base` for `dbname` with the environment `env`.
-pub(super) fn resolve_with(
+pub(crate) fn resolve_with(
     base: &ConnStr,
     dbname: &str,
     defaults: &Defaults,

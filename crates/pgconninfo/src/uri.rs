@@ -2,21 +2,20 @@
 //! `postgresql://[user[:password]@][host][:port][,...][/dbname][?param=value&...]`,
 //! every part percent-decoded, IPv6 hosts in brackets, several hosts separated by commas.
 
-use super::error::ConnInfoError;
-use super::error::Origin;
-use super::keys;
-use super::settings::Setting;
+use crate::error::{ConnInfoError, Origin};
+use crate::keys;
+use crate::setting::Setting;
 
 const PREFIXES: &[&str] = &["postgresql://", "postgres://"];
 
 /// Whether `text` is a URI rather than key=value pairs.
-pub(super) fn is_uri(text: &str) -> bool {
+pub(crate) fn is_uri(text: &str) -> bool {
     PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
 /// Reads a URI into the settings it stands for (`user`, `password`, `host`, `port`,
 /// `dbname`, then the query parameters), in that order.
-pub(super) fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
+pub(crate) fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
     let rest = PREFIXES
         .iter()
         .find_map(|p| text.strip_prefix(p))
@@ -196,7 +195,7 @@ fn decode(raw: &str, what: &str, secret: bool) -> Result<String, ConnInfoError> 
 }
 
 /// Percent-decoding that never fails (bad escapes kept as written), for masking.
-pub(super) fn decode_lossy(raw: &str) -> String {
+pub(crate) fn decode_lossy(raw: &str) -> String {
     decode(raw, "", true).unwrap_or_else(|_| raw.to_string())
 }
 

@@ -1,20 +1,28 @@
-//! Masking connection strings as users wrote them, for logs, errors and `--check`.
+//! Masking connection strings as users wrote them, for logs, errors and config displays.
 //! A value is shown only when its key is a known, non-secret libpq option
 //! ([`keys::shows_value`]): secrets and values of unknown (maybe misspelt) keys are
 //! masked. In key=value form the text is read by the parser itself and whatever
 //! follows a malformed pair is masked; in a URI the password of the user info and
 //! the masked query parameters. Errs on the side of masking too much.
 
-use super::{keys, parse, uri};
+use crate::keys;
+use crate::parse;
+use crate::read::{Read, read};
+use crate::uri;
 
 const MASK: &str = "********";
 
 /// Masks the secrets of a key=value conninfo or a URI.
-pub(super) fn redact(text: &str) -> String {
-    if uri::is_uri(text.trim_start()) {
-        return redact_uri(text);
+pub(crate) fn redact(text: &str) -> String {
+    match read(text) {
+        Read::Pairs(pairs) => redact_pairs(text, pairs),
+        Read::Uri(_) => redact_uri(text),
     }
-    let read = parse::read(text);
+}
+
+/// Masks the values of `read` (key=value text) that may not be shown, and everything
+/// from a malformed pair on.
+fn redact_pairs(text: &str, read: parse::Read) -> String {
     let mut out = String::with_capacity(text.len());
     let mut from = 0;
     for (setting, range) in read.settings {

@@ -14,13 +14,13 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::error::ConnInfoError;
-use super::settings::Conninfo;
-use super::verify::Check;
+use crate::error::ConnInfoError;
+use crate::settings::Conninfo;
+use crate::verify::Check;
 
 /// `sslmode`, with libpq's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     Disable,
     Allow,
     Prefer,
@@ -33,7 +33,7 @@ type Versions = Vec<&'static rustls::SupportedProtocolVersion>;
 
 /// The TLS settings, typed.
 #[derive(Debug)]
-pub(super) struct Options {
+pub(crate) struct Options {
     /// `sslrootcert`: a file, or `system`.
     root: Option<String>,
     crl: Option<PathBuf>,
@@ -64,14 +64,14 @@ impl Options {
 
 /// What `describe` says about the TLS set-up, for `Target`'s Debug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verification {
+pub(crate) enum Verification {
     None,
     Chain,
     Full,
 }
 
 /// A TLS set-up: the connector and what it checks.
-pub(super) struct Tls {
+pub(crate) struct Tls {
     pub connector: MakeRustlsConnect,
     pub verification: Verification,
     /// The trusted roots (`"/path/root.crt"` or the system's), when verifying.
@@ -79,7 +79,7 @@ pub(super) struct Tls {
 }
 
 /// The TLS set-up for `mode`, or `None` for `sslmode=disable`.
-pub(super) fn connector(options: &Options, mode: SslMode) -> Result<Option<Tls>, ConnInfoError> {
+pub(crate) fn connector(options: &Options, mode: SslMode) -> Result<Option<Tls>, ConnInfoError> {
     if mode == SslMode::Disable {
         return Ok(None);
     }
