@@ -21,6 +21,7 @@ from .daemons import Daemon
 from .report import REPO, tables, write_markdown
 from .scenarios import (DEFAULT_SCENARIOS, Bench, Scenario, ini_settings, per_dbs_list,
                         scenario_list)
+from .churn import Churn
 from .soak import Soak
 
 
@@ -82,6 +83,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     soak.add_argument("--soak-reference", action="store_true",
                       help="soak pgqd 3.5 too, after ours")
     soak.add_argument("--soak-out", help="also write the soak report to this markdown file")
+    soak.add_argument("--churn", type=int, metavar="N",
+                      help="instead of the timed soak: create and drop N pgq databases in "
+                           "batches (each served before it is dropped), sampling RSS after "
+                           "every batch; reports the growth per 1000 databases (--soak-dbs, "
+                           "--soak-reference and --soak-out apply)")
     a = p.parse_args(argv)
     if a.quick:
         a.scenarios, a.rounds, a.window = [Scenario(5)], 1, {0: 4.0}
@@ -128,12 +134,13 @@ def build_ours(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if (not args.soak or args.soak_reference) and not os.path.exists(args.reference):
+    alone = (args.soak or args.churn) and not args.soak_reference
+    if not alone and not os.path.exists(args.reference):
         raise BenchError(f"reference pgqd not found at {args.reference} (bench/run.sh fetches it)")
     build_ours(args)
     args.ours = os.path.abspath(args.ours)
     args.reference = os.path.abspath(args.reference)
-    job = Soak(args) if args.soak else Bench(args)
+    job = Churn(args) if args.churn else Soak(args) if args.soak else Bench(args)
 
     def cleanup() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -147,7 +154,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
 
-    if args.soak:
+    if args.soak or args.churn:
         return job.run()
     started = datetime.datetime.now(datetime.timezone.utc)
     args.loadavg_start = os.getloadavg()
