@@ -7,6 +7,9 @@ use crate::harness::{Cluster, unique};
 
 use super::{Bounds, FAULT, Rig};
 
+/// The rig's check_period, in seconds (see `faults/mod.rs`).
+const CHECK_PERIOD: f64 = 5.0;
+
 /// The daemon's backends terminated (`pg_terminate_backend`) three times, a second
 /// apart, in all its databases: it reconnects at once each time.
 #[test]
@@ -32,8 +35,9 @@ fn backends_terminated() {
 }
 
 /// `alter database ... allow_connections false` and the daemon's backend there
-/// terminated: the other databases keep ticking; the refused one is tried again at
-/// check_period, not in a loop, and ticks again once connections are allowed.
+/// terminated: the other databases keep ticking; the refused one gets no tick, is
+/// tried again at check_period, not in a loop, and ticks again once connections are
+/// allowed.
 #[test]
 fn connections_disallowed() {
     let cluster = Cluster::shared();
@@ -44,19 +48,39 @@ fn connections_disallowed() {
         "postgres",
         &format!("alter database {db} allow_connections false"),
     );
-    rig.terminate_pgqd(&[0]);
+    let terminated = rig.terminate_pgqd(&[0]);
+    check(
+        &rig.daemon,
+        terminated >= 1,
+        "no backend of pgqd was terminated",
+    );
+    let closed = rig.now();
     rig.hold(FAULT);
+    let ticks = rig.ticks_since(0, closed);
+    check(
+        &rig.daemon,
+        ticks == 0,
+        &format!("{ticks} ticks while closed"),
+    );
     cluster.exec(
         "postgres",
         &format!("alter database {db} allow_connections true"),
     );
     rig.end();
-    rig.finish(Bounds::DEFAULT);
+    // The first refusal is an ERROR line, the ones after it DEBUG lines (under -v).
+    let attempts =
+        rig.lines_about(0, &["cannot connect"]) + rig.lines_about(0, &["still unreachable"]);
+    let bound = (FAULT.as_secs_f64() / CHECK_PERIOD).floor() as usize + 2;
+    let what = format!("{attempts} connection attempts in {FAULT:?} (at most {bound})");
+    check(&rig.daemon, (1..=bound).contains(&attempts), &what);
+    rig.finish(Bounds::REFUSAL);
 }
 
 /// The daemon runs as a member of pgq_admin, not a superuser; pgq_admin revoked from
-/// it for a while, then granted back: ticking resumes (after check_period at most),
-/// with one error line per database per check_period meanwhile.
+/// it for a while, then granted back: no database ticks meanwhile; each is tried
+/// again every check_period, and each try connects (which ends the outage with a
+/// "connection restored" line) and is refused again (an ERROR line), so one ERROR line
+/// per database per check_period; ticking resumes within check_period of the grant.
 #[test]
 fn pgq_admin_revoked() {
     let cluster = Cluster::shared();
@@ -68,10 +92,24 @@ fn pgq_admin_revoked() {
     let mut rig = Rig::start_as(cluster, 3, &role, &[]);
     rig.begin("pgq_admin revoked", &rig.all());
     cluster.exec("postgres", &format!("revoke pgq_admin from {role}"));
+    // The ticker call running at the revoke may still end well.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let revoked = rig.now();
     rig.hold(FAULT);
+    for i in rig.all() {
+        let ticks = rig.ticks_since(i, revoked);
+        let what = format!("{ticks} ticks in {} without pgq_admin", rig.dbs[i]);
+        check(&rig.daemon, ticks == 0, &what);
+    }
     cluster.exec("postgres", &format!("grant pgq_admin to {role}"));
     rig.end();
-    rig.finish(Bounds::DEFAULT);
+    for i in rig.all() {
+        let outages = rig.lines_about(i, &[" ERROR ", "refused"]);
+        let bound = (FAULT.as_secs_f64() / CHECK_PERIOD).floor() as usize + 1;
+        let what = format!("{outages} outage lines for {} (1 to {bound})", rig.dbs[i]);
+        check(&rig.daemon, (1..=bound).contains(&outages), &what);
+    }
+    rig.finish(Bounds::REFUSAL);
 }
 
 /// max_connections = 20 filled with idle sessions, and the daemon's backend in one

@@ -21,6 +21,9 @@ fn lock_on_queue_table() {
     rig.hold(FAULT);
     lock.commit().unwrap();
     rig.end();
+    let timeouts = rig.lines_about(0, &["ticker call timed out"]);
+    let what = format!("{timeouts} 'ticker call timed out' lines for the locked database");
+    check(&rig.daemon, timeouts == 1, &what);
     rig.finish(Bounds::DEFAULT);
 }
 

@@ -36,11 +36,20 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Resumption within 60 s covers a refusal's wait of check_period (5 s) with room.
+    /// A lost connection (restart, terminated backend, a hang): the reconnect backoff
+    /// (100 ms doubling to 2 s) brings ticking back within a few seconds; 10 s leaves
+    /// room for a loaded machine and fails a regression to pgqd 3.5's 60 s wait.
     pub const DEFAULT: Bounds = Bounds {
         complaints: 5,
         sessions: 10,
-        resume: Duration::from_secs(60),
+        resume: Duration::from_secs(10),
+    };
+
+    /// A refusal (connections not allowed, no permission) is tried again after
+    /// check_period (5 s in the rig): resumption within check_period + 5 s.
+    pub const REFUSAL: Bounds = Bounds {
+        resume: Duration::from_secs(10),
+        ..Bounds::DEFAULT
     };
 }
 
@@ -173,6 +182,29 @@ impl Rig {
                 &format!("{} got {ticks} ticks during the fault", self.dbs[i]),
             );
         }
+    }
+
+    /// The daemon's lines about database `i` since the fault began that contain
+    /// every one of `needles`.
+    pub fn lines_about(&self, i: usize, needles: &[&str]) -> usize {
+        let window = self.window.as_ref().expect("lines_about() after begin()");
+        let label = format!("[{}]: ", self.dbs[i]);
+        let output = self.daemon.output();
+        (output[window.log_from..].lines())
+            .filter(|line| line.contains(&label) && needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
+    /// The server's clock now, to count ticks from.
+    pub fn now(&mut self) -> SystemTime {
+        self.clock()
+    }
+
+    /// Tick rows of database `i` after `since` (the server's clock), read on the rig's
+    /// own session, which the faults spare.
+    pub fn ticks_since(&mut self, i: usize, since: SystemTime) -> i64 {
+        let row = self.watches[i].row(TICKS_SINCE, &[&since]);
+        row.map_or(-1, |r| r.get::<_, i64>(0))
     }
 
     /// The fault is over: its end is the server's clock now.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::engine::check;
 use crate::harness::Cluster;
 
 use super::{Bounds, Rig};
@@ -50,7 +51,8 @@ fn server_stopped_for_a_while() {
 
 /// The server hung (postmaster and backends SIGSTOPped) for 10 s, with
 /// ticker_timeout = 2 and connect_timeout = 2: calls and connection attempts time out
-/// rather than hang the daemon; after SIGCONT ticking resumes and no event is lost.
+/// rather than hang the daemon (a "timed out" line for every database); after SIGCONT
+/// ticking resumes and no event is lost.
 #[test]
 fn server_hung() {
     let cluster = Cluster::start();
@@ -60,6 +62,12 @@ fn server_hung() {
     rig.hold(Duration::from_secs(10));
     drop(hung);
     rig.end();
+    // The hang was noticed by a timeout, not by the calls finishing after SIGCONT.
+    for i in rig.all() {
+        let timeouts = rig.lines_about(i, &["timed out"]);
+        let what = format!("{timeouts} 'timed out' lines for {}", rig.dbs[i]);
+        check(&rig.daemon, timeouts >= 1, &what);
+    }
     rig.finish(Bounds::DEFAULT);
 }
 
