@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, error, warn};
 use super::context::{DbContext, End};
 use crate::config::Config;
 use crate::jobs::maint::{self, MAX_REPEAT, Operation};
-use crate::jobs::{Limits, queue_stats, retry};
+use crate::jobs::{Job, Limits, queue_stats, retry};
 use crate::pg::{PgError, Session};
 use crate::schedule::spread_share;
 
@@ -177,15 +177,15 @@ impl Housekeeping {
         match retry::call(session, &limits).await {
             Ok(0) => self.retry_done(config.retry_period),
             Ok(moved) => ctx.stats.retried(moved),
-            Err(e) if e.ends_connection() => return Err(End::failed("retry")(e)),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::Retry)(e)),
             Err(e) if e.is_timeout() && !inline_only => {
                 self.retry_done(config.retry_period);
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
             Err(e) => {
-                if let Some(repeated) = ctx.count_error("retry", &e).log_now() {
+                if let Some(repeated) = ctx.count_error(Job::Retry, &e).log_now() {
                     error!(
-                        job = "retry",
+                        job = %Job::Retry,
                         sqlstate = e.sqlstate(),
                         query = retry::RETRY,
                         "retry round failed: {e}{repeated}"
@@ -211,11 +211,11 @@ impl Housekeeping {
         let (limits, _) = inline(ctx, config, config.maint_timeout);
         match queue_stats::collect(session, &limits).await {
             Ok((queues, consumers)) => ctx.stats.set_queue_stats(queues, consumers),
-            Err(e) if e.ends_connection() => return Err(End::failed("queue_stats")(e)),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::QueueStats)(e)),
             Err(e) => {
-                if let Some(repeated) = ctx.count_error("queue_stats", &e).log_now() {
+                if let Some(repeated) = ctx.count_error(Job::QueueStats, &e).log_now() {
                     warn!(
-                        job = "queue_stats",
+                        job = %Job::QueueStats,
                         sqlstate = e.sqlstate(),
                         "reading the queue figures failed: {e}{repeated}"
                     );
@@ -242,7 +242,7 @@ impl Housekeeping {
                 self.maint = Some(MaintRound::new(operations));
                 Ok(())
             }
-            Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
+            Err(e) if e.ends_connection() => Err(End::failed(Job::Maint)(e)),
             Err(e) => {
                 planning_failed(ctx, &e);
                 self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
@@ -280,7 +280,7 @@ impl Housekeeping {
                 ctx.stats.maint_operation(true);
                 round.next_operation();
             }
-            Err(e) if e.ends_connection() => return Err(End::failed("maint")(e)),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::Maint)(e)),
             Err(e) if e.is_timeout() && !inline_only => {
                 self.maint_to_slow_lane(ctx, round, config);
                 return Ok(());
@@ -303,7 +303,7 @@ impl Housekeeping {
 
     fn maint_done(&mut self, ctx: &DbContext, round: &MaintRound, next: Duration) {
         debug!(
-            job = "maint",
+            job = %Job::Maint,
             "maintenance round done, {} operations failed", round.failed
         );
         ctx.stats.maint_done();
@@ -315,11 +315,11 @@ impl Housekeeping {
     fn move_to_slow_lane(&mut self, ctx: &DbContext, work: SlowWork) {
         let ctx = ctx.clone();
         let job = match work {
-            SlowWork::Retry => "retry",
-            SlowWork::Maint(_) => "maint",
+            SlowWork::Retry => Job::Retry,
+            SlowWork::Maint(_) => Job::Maint,
         };
         debug!(
-            job,
+            job = %job,
             "moving the rest of the round (or a whole round) to a second connection"
         );
         let run = async move {
@@ -329,7 +329,7 @@ impl Housekeeping {
                 Err(e) => {
                     if let Some(repeated) = ctx.count_error(job, &e).log_now() {
                         error!(
-                            job,
+                            job = %job,
                             sqlstate = e.sqlstate(),
                             "cannot open a second connection for the {job} round: {e}{repeated}"
                         );
@@ -378,7 +378,7 @@ async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
             };
             let moved_back = |moved| ctx.stats.retried(moved);
             if let Err(e) = retry::round(session, &limits, moved_back).await {
-                log_slow_failure(ctx, "retry", retry::RETRY, &e);
+                log_slow_failure(ctx, Job::Retry, retry::RETRY, &e);
             }
         }
         SlowWork::Maint(round) => {
@@ -413,7 +413,7 @@ async fn run_slow_maint(
         ctx.stats.maint_operation(result.is_ok());
         if let Err(e) = result {
             if e.ends_connection() {
-                log_slow_failure(ctx, "maint", &maint::describe(operation), &e);
+                log_slow_failure(ctx, Job::Maint, &maint::describe(operation), &e);
                 return;
             }
             operation_failed(ctx, operation, &e);
@@ -422,7 +422,7 @@ async fn run_slow_maint(
         round.next_operation();
     }
     debug!(
-        job = "maint",
+        job = %Job::Maint,
         "maintenance round done on the second connection, {} operations failed", round.failed
     );
     ctx.stats.maint_done();
@@ -431,9 +431,9 @@ async fn run_slow_maint(
 /// Counts and logs a failed `pgq.maint_operations()` (identical failures once a
 /// minute): the round cannot start.
 fn planning_failed(ctx: &DbContext, error: &PgError) {
-    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
+    if let Some(repeated) = ctx.count_error(Job::Maint, error).log_now() {
         error!(
-            job = "maint",
+            job = %Job::Maint,
             sqlstate = error.sqlstate(),
             query = "pgq.maint_operations()",
             "maint round failed: {error}{repeated}"
@@ -444,18 +444,18 @@ fn planning_failed(ctx: &DbContext, error: &PgError) {
 /// Counts a failed maintenance operation and logs it (identical failures once a
 /// minute); the rest of the round still runs.
 fn operation_failed(ctx: &DbContext, operation: &Operation, error: &PgError) {
-    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
+    if let Some(repeated) = ctx.count_error(Job::Maint, error).log_now() {
         maint::log_failure(operation, error, &repeated);
     }
 }
 
-fn log_slow_failure(ctx: &DbContext, job: &'static str, query: &str, error: &PgError) {
+fn log_slow_failure(ctx: &DbContext, job: Job, query: &str, error: &PgError) {
     if error.is_shutdown() {
         return;
     }
     if let Some(repeated) = ctx.count_error(job, error).log_now() {
         error!(
-            job,
+            job = %job,
             sqlstate = error.sqlstate(),
             query,
             "{job} round failed on the second connection: {error}{repeated}"

@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::context::{DbContext, End};
 use crate::config::Config;
+use crate::jobs::Job;
 use crate::pg::{PgError, Session};
 
 /// Takes the community key without waiting (so no lock-wait alerts), and reads the
@@ -66,9 +67,9 @@ pub async fn claim(
     let rows = session
         .query(TRY_LOCK, &[], CALL_TIMEOUT, &ctx.shutdown)
         .await
-        .map_err(End::failed("leader"))?;
+        .map_err(End::failed(Job::Leader))?;
     let Some(row) = rows.first() else {
-        warn!(job = "leader", "pgq is gone");
+        warn!(job = %Job::Leader, "pgq is gone");
         return Err(End::Reprobe);
     };
     let taken: bool = row.try_get(0).unwrap_or(false);
@@ -93,7 +94,7 @@ pub async fn keep(
     match *lock {
         Lock::NotUsed if config.leader_lock != 0 => {
             *lock = claim(ctx, session, config).await?.ok_or(End::Follow)?;
-            info!(job = "leader", "leading: took the leader lock");
+            info!(job = %Job::Leader, "leading: took the leader lock");
         }
         Lock::Held { backend, period } if period != config.ticker_period => {
             limit_session(ctx, session, config.ticker_period).await?;
@@ -136,7 +137,7 @@ pub async fn renew(
     let was_held = matches!(lock, Lock::Held { .. });
     *lock = claim(ctx, new, config).await?.ok_or(End::Follow)?;
     if !was_held && matches!(lock, Lock::Held { .. }) {
-        info!(job = "leader", "leading: took the leader lock");
+        info!(job = %Job::Leader, "leading: took the leader lock");
     }
     Ok(())
 }
@@ -159,7 +160,7 @@ pub fn check_backend(lock: &mut Lock, backend: i32) {
         return;
     }
     error!(
-        job = "leader",
+        job = %Job::Leader,
         "the ticker call ran on backend pid {backend}, the leader lock was taken on pid {holder}: a pooler in transaction mode sits between pgqd and the server, so the leader lock means nothing; ticking without it (connect directly or through session pooling)"
     );
     *lock = Lock::Pooled;
@@ -169,9 +170,11 @@ pub fn check_backend(lock: &mut Lock, backend: i32) {
 /// lock is tried every second, quietly, on the kept session. Returns the session and
 /// its lock once it is ours (or `leader_lock` was switched off by a reload).
 pub async fn follow(ctx: &DbContext, session: Session) -> Result<(Session, Lock), End> {
-    let holder = holder(ctx, &session).await.map_err(End::failed("leader"))?;
+    let holder = holder(ctx, &session)
+        .await
+        .map_err(End::failed(Job::Leader))?;
     info!(
-        job = "leader",
+        job = %Job::Leader,
         "following: another instance leads ({holder}); taking over when its session ends"
     );
     let since = Instant::now();
@@ -188,12 +191,12 @@ pub async fn follow(ctx: &DbContext, session: Session) -> Result<(Session, Lock)
         let secs = since.elapsed().as_secs_f64();
         if lock == Lock::NotUsed {
             info!(
-                job = "leader",
+                job = %Job::Leader,
                 "leader_lock = 0: ticking without the leader lock"
             );
         } else {
             info!(
-                job = "leader",
+                job = %Job::Leader,
                 "leading: took over the leader lock after following for {secs:.1} s"
             );
         }
@@ -207,7 +210,7 @@ async fn release(ctx: &DbContext, session: &Session) {
         .query(UNLOCK, &[], CALL_TIMEOUT, &ctx.shutdown)
         .await
     {
-        debug!(job = "leader", "releasing the leader lock failed: {e}");
+        debug!(job = %Job::Leader, "releasing the leader lock failed: {e}");
     }
 }
 
@@ -244,10 +247,10 @@ async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> 
         .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.ends_connection() || e.is_shutdown() => Err(End::failed("leader")(e)),
+        Err(e) if e.ends_connection() || e.is_shutdown() => Err(End::failed(Job::Leader)(e)),
         Err(e) => {
             warn!(
-                job = "leader",
+                job = %Job::Leader,
                 sqlstate = e.sqlstate(),
                 "cannot set the leader session's idle_session_timeout and TCP timeouts: {e}; a vanished leader's lock is then freed only when the server notices"
             );

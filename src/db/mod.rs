@@ -25,6 +25,7 @@ pub use housekeeping::Housekeeping;
 pub use leader::Lock;
 pub use ticking::Ticking;
 
+use crate::jobs::Job;
 use crate::pg::{PgError, Session};
 use crate::schedule::Backoff;
 use crate::stats::DbState;
@@ -159,7 +160,7 @@ impl DbTask {
         match leader::claim(&self.ctx, &session, &self.ctx.config()).await {
             Ok(Some(lock)) => {
                 if lock != Lock::NotUsed {
-                    info!(job = "leader", "leading: took the leader lock");
+                    info!(job = %Job::Leader, "leading: took the leader lock");
                 }
                 State::Ticking(session, lock)
             }
@@ -209,10 +210,10 @@ impl DbTask {
     /// error is tried again after check_period; a lost connection after the backoff.
     /// Either way a run of failures is one outage: a line when it starts, a reminder
     /// at most once a minute, a line when it ends.
-    fn failed(&mut self, job: &'static str, error: PgError) -> State {
+    fn failed(&mut self, job: Job, error: PgError) -> State {
         let repeat = self.ctx.count_error(job, &error);
         if error.is_timeout() {
-            warn!(job, "{error}; reconnecting");
+            warn!(job = %job, "{error}; reconnecting");
             return State::BackingOff(self.backoff.next_delay());
         }
         if error.is_refusal() || error.is_connection_lost() {
@@ -220,7 +221,7 @@ impl DbTask {
             // so for them a failure to connect (again) means the connection was lost.
             let reaching = error.is_connect() || error.is_connection_lost();
             let what = match (job, reaching) {
-                ("probe", true) => "cannot connect".to_string(),
+                (Job::Probe, true) => "cannot connect".to_string(),
                 (_, true) => "connection lost".to_string(),
                 _ => format!("{job} refused"),
             };
@@ -240,7 +241,7 @@ impl DbTask {
         }
         if let Some(repeated) = repeat.log_now() {
             error!(
-                job,
+                job = %job,
                 sqlstate = error.sqlstate(),
                 "{job} failed: {error}{repeated}"
             );
