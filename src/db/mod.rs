@@ -9,11 +9,15 @@
 //! - `leader`: the leader lock per database; the follower's quiet wait to take over.
 //! - `ticking`: `pgq.ticker()` at a fixed rate, housekeeping after each call.
 //! - `housekeeping`: retry and maintenance, inline and bounded, slow work moved aside.
+//! - `round`: a maintenance round in progress, its calls made the same way in both lanes.
+//! - `slow_lane`: slow work on a short-lived second connection.
 
 mod context;
 mod housekeeping;
 mod leader;
 mod probe;
+mod round;
+mod slow_lane;
 mod ticking;
 
 use std::time::Duration;
