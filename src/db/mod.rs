@@ -22,11 +22,11 @@ mod ticking;
 
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 pub use context::{DbContext, End, Outage};
 pub use housekeeping::Housekeeping;
-pub use leader::Lock;
+pub use leader::Leadership;
 pub use ticking::Ticking;
 
 use crate::jobs::Job;
@@ -41,7 +41,7 @@ enum State {
     NoPgq,
     Standby(Session),
     /// The session and how it stands with the leader lock (held, or not in use).
-    Ticking(Session, Lock),
+    Ticking(Session, Leadership),
     /// Another instance holds the leader lock; the session tries it every second.
     Following(Session),
     BackingOff(Duration),
@@ -63,7 +63,7 @@ impl State {
     /// Whether this instance leads the database (`None`: no lock in play).
     fn leader(&self) -> Option<bool> {
         match self {
-            State::Ticking(_, Lock::Held { .. }) => Some(true),
+            State::Ticking(_, leadership) if leadership.holds_lock() => Some(true),
             State::Following(_) => Some(false),
             _ => None,
         }
@@ -116,10 +116,12 @@ impl DbTask {
                     let end = Box::pin(probe::wait_for_promotion(&self.ctx, session)).await;
                     self.next(end)
                 }
-                State::Ticking(session, lock) => Box::pin(self.tick(session, lock)).await,
+                State::Ticking(session, leadership) => {
+                    Box::pin(self.tick(session, leadership)).await
+                }
                 State::Following(session) => {
-                    match Box::pin(leader::follow(&self.ctx, session)).await {
-                        Ok((session, lock)) => State::Ticking(session, lock),
+                    match Box::pin(Leadership::follow(&self.ctx, session)).await {
+                        Ok((session, leadership)) => State::Ticking(session, leadership),
                         Err(end) => self.next(end),
                     }
                 }
@@ -161,20 +163,15 @@ impl DbTask {
 
     /// On a primary: lead (tick) when the leader lock is ours, else follow.
     async fn claim(&mut self, session: Session) -> State {
-        match leader::claim(&self.ctx, &session, &self.ctx.config()).await {
-            Ok(Some(lock)) => {
-                if lock != Lock::NotUsed {
-                    info!(job = %Job::Leader, "leading: took the leader lock");
-                }
-                State::Ticking(session, lock)
-            }
+        match Leadership::claim(&self.ctx, &session, &self.ctx.config()).await {
+            Ok(Some(leadership)) => State::Ticking(session, leadership),
             Ok(None) => State::Following(session),
             Err(end) => self.next(end),
         }
     }
 
-    async fn tick(&mut self, session: Session, lock: Lock) -> State {
-        let mut ticking = Ticking::leading(&self.ctx, session, lock);
+    async fn tick(&mut self, session: Session, leadership: Leadership) -> State {
+        let mut ticking = Ticking::leading(&self.ctx, session, leadership);
         // The first ticking phase runs both jobs at once, as pgqd does when it finds pgq.
         if let Some(housekeeping) = self.housekeeping.take() {
             ticking = ticking.with_housekeeping(housekeeping);

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::context::{DbContext, End};
 use super::housekeeping::Housekeeping;
-use super::leader::{self, Lock};
+use super::leader::Leadership;
 use crate::config::Config;
 use crate::jobs::{Job, Limits, ticker};
 use crate::pg::{PgError, Session};
@@ -21,7 +21,7 @@ pub struct Ticking<'a> {
     ctx: &'a DbContext,
     session: Session,
     /// The leader lock as this phase holds it.
-    lock: Lock,
+    leadership: Leadership,
     housekeeping: Housekeeping,
     /// Queues that failed in the per-queue fallback, so each is logged once.
     failing: BTreeSet<String>,
@@ -41,15 +41,15 @@ impl<'a> Ticking<'a> {
     /// A ticking phase on `session`, which has not claimed the leader lock: the first
     /// turn claims it (with `leader_lock` on).
     pub fn new(ctx: &'a DbContext, session: Session) -> Self {
-        Ticking::leading(ctx, session, Lock::NotUsed)
+        Ticking::leading(ctx, session, Leadership::unclaimed())
     }
 
-    /// A ticking phase on `session`, which stands with the leader lock as `lock` says.
-    pub fn leading(ctx: &'a DbContext, session: Session, lock: Lock) -> Self {
+    /// A ticking phase on `session`, which stands with the leader lock as `leadership` says.
+    pub fn leading(ctx: &'a DbContext, session: Session, leadership: Leadership) -> Self {
         Ticking {
             ctx,
             session,
-            lock,
+            leadership,
             housekeeping: Housekeeping::new(),
             failing: BTreeSet::new(),
             fallback_cause: None,
@@ -104,7 +104,9 @@ impl<'a> Ticking<'a> {
     pub async fn turn(&mut self, config: &Config) -> Result<(), End> {
         let started = Instant::now();
         self.renew_connection(config).await?;
-        leader::keep(&mut self.lock, self.ctx, &self.session, config).await?;
+        self.leadership
+            .keep(self.ctx, &self.session, config)
+            .await?;
         self.tick(config).await?;
         if self.replace {
             return Ok(());
@@ -140,7 +142,7 @@ impl<'a> Ticking<'a> {
                     ..
                 } = outcome
                 {
-                    leader::check_backend(&mut self.lock, backend);
+                    self.leadership.check_backend(backend);
                 }
                 self.record(outcome);
                 Ok(())
@@ -150,7 +152,7 @@ impl<'a> Ticking<'a> {
     }
 
     /// Replaces the connection when it is old, closed or flagged after a timeout, and
-    /// moves the leader lock to the new one (see [`leader::renew`]).
+    /// moves the leader lock to the new one (see [`Leadership::renew`]).
     async fn renew_connection(&mut self, config: &Config) -> Result<(), End> {
         let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
         if self.session.is_closed() {
@@ -173,7 +175,9 @@ impl<'a> Ticking<'a> {
         let fresh = self.ctx.connect().await.map_err(End::failed(Job::Ticker))?;
         let old = std::mem::replace(&mut self.session, fresh);
         self.replace = false;
-        leader::renew(&mut self.lock, self.ctx, old, &self.session, config).await
+        self.leadership
+            .renew(self.ctx, old, &self.session, config)
+            .await
     }
 
     /// What a failed ticker call means: `Ok` keeps ticking.
