@@ -335,7 +335,7 @@ async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> 
 /// 3 x ticker_period). Ticking keeps a live leader's session busy far more often; a
 /// leader that vanished (a partition, a stopped process) loses the lock after this.
 pub fn idle_limit(ticker_period: Duration) -> Duration {
-    (ticker_period * 3).max(MIN_IDLE_LIMIT)
+    crate::schedule::three_periods(ticker_period, MIN_IDLE_LIMIT)
 }
 
 #[cfg(test)]

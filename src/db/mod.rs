@@ -27,6 +27,7 @@ use tracing::{error, warn};
 pub use context::{DbContext, End, Outage};
 pub use housekeeping::Housekeeping;
 pub use leader::Leadership;
+pub use probe::HAS_PGQ;
 pub use ticking::Ticking;
 
 use crate::jobs::Job;

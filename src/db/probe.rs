@@ -11,7 +11,8 @@ use crate::jobs::Job;
 use crate::jobs::ticker::TICKER_EXISTS;
 use crate::pg::{PgError, Session};
 
-const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
+/// Whether the database has pgq (also asked by `pgqd --status`).
+pub const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
 const PGQ_VERSION: &str = "select pgq.version()";
 const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 /// Timeout for the probe queries, which are cheap catalog lookups.
