@@ -90,6 +90,15 @@ impl DbContext {
         self.stats.error(job, error.sqlstate(), &error.to_string())
     }
 
+    /// Counts an error of `job` and logs it with `log` (given the suffix that says how
+    /// many identical lines were held back) unless an identical one was logged less
+    /// than a minute ago.
+    pub fn report(&self, job: Job, error: &PgError, log: impl FnOnce(&str)) {
+        if let Some(repeated) = self.count_error(job, error).log_now() {
+            log(&repeated);
+        }
+    }
+
     /// Sleeps unless shutdown comes first; `false` means stop.
     pub async fn pause(&self, delay: Duration) -> bool {
         tokio::select! {

@@ -168,14 +168,14 @@ impl Housekeeping {
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
             Err(e) => {
-                if let Some(repeated) = ctx.count_error(Job::Retry, &e).log_now() {
+                ctx.report(Job::Retry, &e, |repeated| {
                     error!(
                         job = %Job::Retry,
                         sqlstate = e.sqlstate(),
                         query = retry::RETRY,
                         "retry round failed: {e}{repeated}"
-                    );
-                }
+                    )
+                });
                 self.retry_done(ERROR_RETRY.min(config.retry_period));
             }
         }
@@ -198,13 +198,13 @@ impl Housekeeping {
             Ok((queues, consumers)) => ctx.stats.set_queue_stats(queues, consumers),
             Err(e) if e.ends_connection() => return Err(End::failed(Job::QueueStats)(e)),
             Err(e) => {
-                if let Some(repeated) = ctx.count_error(Job::QueueStats, &e).log_now() {
+                ctx.report(Job::QueueStats, &e, |repeated| {
                     warn!(
                         job = %Job::QueueStats,
                         sqlstate = e.sqlstate(),
                         "reading the queue figures failed: {e}{repeated}"
-                    );
-                }
+                    )
+                });
             }
         }
         Ok(())

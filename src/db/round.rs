@@ -127,20 +127,20 @@ impl MaintRound {
 /// Counts and logs a failed `pgq.maint_operations()` (identical failures once a
 /// minute): the round cannot start.
 pub fn planning_failed(ctx: &DbContext, error: &PgError) {
-    if let Some(repeated) = ctx.count_error(Job::Maint, error).log_now() {
+    ctx.report(Job::Maint, error, |repeated| {
         error!(
             job = %Job::Maint,
             sqlstate = error.sqlstate(),
             query = "pgq.maint_operations()",
             "maint round failed: {error}{repeated}"
-        );
-    }
+        )
+    });
 }
 
 /// Counts a failed maintenance operation and logs it (identical failures once a
 /// minute); the rest of the round still runs.
 fn operation_failed(ctx: &DbContext, operation: &Operation, error: &PgError) {
-    if let Some(repeated) = ctx.count_error(Job::Maint, error).log_now() {
-        maint::log_failure(operation, error, &repeated);
-    }
+    ctx.report(Job::Maint, error, |repeated| {
+        maint::log_failure(operation, error, repeated)
+    });
 }

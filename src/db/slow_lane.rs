@@ -43,13 +43,13 @@ pub fn spawn(ctx: &DbContext, work: SlowWork) -> JoinHandle<()> {
             Ok(session) => run(&ctx, &session, work).await,
             Err(e) if e.is_shutdown() => {}
             Err(e) => {
-                if let Some(repeated) = ctx.count_error(job, &e).log_now() {
+                ctx.report(job, &e, |repeated| {
                     error!(
                         job = %job,
                         sqlstate = e.sqlstate(),
                         "cannot open a second connection for the {job} round: {e}{repeated}"
-                    );
-                }
+                    )
+                });
             }
         }
     };
@@ -107,12 +107,12 @@ fn log_failure(ctx: &DbContext, job: Job, query: &str, error: &PgError) {
     if error.is_shutdown() {
         return;
     }
-    if let Some(repeated) = ctx.count_error(job, error).log_now() {
+    ctx.report(job, error, |repeated| {
         error!(
             job = %job,
             sqlstate = error.sqlstate(),
             query,
             "{job} round failed on the second connection: {error}{repeated}"
-        );
-    }
+        )
+    });
 }
