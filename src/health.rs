@@ -17,7 +17,7 @@ const TURN_GRACE: Duration = Duration::from_secs(10);
 
 /// The default age limit of `/healthz`: three ticker periods, at least 10 s.
 pub fn default_max_tick_age(config: &Config) -> Duration {
-    (config.ticker_period * 3).max(Duration::from_secs(10))
+    crate::schedule::three_periods(config.ticker_period, Duration::from_secs(10))
 }
 
 /// Liveness: the supervisor's loop beats, and no ticking database's loop is stuck

@@ -3,6 +3,7 @@
 //! 503; HEAD without a body), and `/status` with each database's state. Connections
 //! are bounded in number and time; no request can make it panic.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -246,10 +247,10 @@ fn database(s: &DbStatus) -> Value {
         "seconds_since_tick": s.last_tick.map(|t| t.elapsed().as_secs_f64()),
         "leader": s.leader,
         "connections": s.connections,
-        "ticker_calls": s.ticker_calls,
+        "ticker_calls": s.ticker_calls.iter().map(|(k, v)| (k.as_str(), *v)).collect::<BTreeMap<_, _>>(),
         "errors": s.errors.values().sum::<u64>(),
         "last_error": s.last_error.as_ref().map(|e| json!({
-            "job": e.job, "sqlstate": e.sqlstate, "message": e.message, "at": unix(e.at),
+            "job": e.job.as_str(), "sqlstate": e.sqlstate, "message": e.message, "at": unix(e.at),
         })),
         "queues": s.queues.iter().map(|q| json!({
             "name": q.name, "ticker_lag_seconds": q.ticker_lag,

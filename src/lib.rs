@@ -15,7 +15,7 @@
 //! - `db`: one database's task: probe pgq, wait on a standby, tick with housekeeping
 //!   between the ticks on one kept connection (`db/mod.rs` lists its phases).
 //! - `jobs`: one call or round of each job (`ticker`, `retry`, `maint`, `queue_stats`)
-//!   and its SQL.
+//!   and its SQL; `Job`, the names of jobs and phases in logs and metric labels.
 //! - `pidfile`: the pidfile and finding the running daemon.
 //! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
 //! - `schedule`: fixed-rate periods and capped backoff.

@@ -63,7 +63,7 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
         |s| {
             s.ticker_calls
                 .iter()
-                .map(|(k, v)| ((*k).to_string(), *v))
+                .map(|(k, v)| (k.as_str().to_string(), *v))
                 .collect()
         },
     )?;
@@ -76,7 +76,7 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
         |s| {
             s.maint_operations
                 .iter()
-                .map(|(k, v)| ((*k).to_string(), *v))
+                .map(|(k, v)| (k.as_str().to_string(), *v))
                 .collect()
         },
     )?;
@@ -274,7 +274,7 @@ fn errors(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
                 &mut m,
                 &[
                     ("datname", Escaped(db)),
-                    ("task", Escaped(job)),
+                    ("task", Escaped(job.as_str())),
                     ("sqlstate", Escaped(code)),
                 ],
                 *v,

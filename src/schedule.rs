@@ -135,6 +135,13 @@ impl Default for Backoff {
     }
 }
 
+/// A few missed ticks: three ticker periods, but at least `floor`. The one rule behind
+/// `/healthz`'s default tick age, the leader session's idle limit and `--status`'s
+/// shortest expected gap between ticks.
+pub fn three_periods(ticker_period: Duration, floor: Duration) -> Duration {
+    (ticker_period * 3).max(floor)
+}
+
 /// Spreads `period` over 90-100 % by a stable hash of `key`, so that a thousand
 /// databases started together do not all reconnect in the same second.
 #[cfg(test)]

@@ -14,11 +14,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::db::HAS_PGQ;
 use crate::jobs::{Limits, queue_stats};
 use crate::pg::{PgError, Session};
 use crate::stats::ConsumerStats;
 
-const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname = 'pgq'";
 const ROLE_AND_VERSION: &str = "select pg_catalog.pg_is_in_recovery(), pgq.version()";
 const QUEUES: &str = "select queue_name,
         extract(epoch from ticker_lag)::float8,
@@ -191,7 +191,7 @@ async fn inspect(
 /// The shortest gap between ticks a queue can expect, whatever its idle period:
 /// three ticker periods, and at least a second.
 fn expected_gap(config: &Config) -> f64 {
-    (config.ticker_period.as_secs_f64() * 3.0).max(1.0)
+    crate::schedule::three_periods(config.ticker_period, Duration::from_secs(1)).as_secs_f64()
 }
 
 /// STALLED (ticker lag over 1.5 idle periods, or 1.5 expected gaps for a queue with

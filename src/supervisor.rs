@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
 use crate::db::{DbContext, DbTask, Outage};
+use crate::jobs::Job;
 use crate::logging::db_label;
 use crate::notify;
 use crate::schedule::{Backoff, Every};
@@ -202,8 +203,12 @@ impl Supervisor {
                 Err(e) => {
                     let label = db_label(&self.config.initial_database);
                     let _span = info_span!("db", db = label).entered();
-                    self.discovery_outage
-                        .begin("discovery", &e, "cannot list the databases", "");
+                    self.discovery_outage.begin(
+                        Job::Discovery,
+                        &e,
+                        "cannot list the databases",
+                        "",
+                    );
                     let delay = self.discovery_backoff.next_delay();
                     self.next_listing = Some(tokio::time::Instant::now() + delay);
                     return;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::config::Config;
+use crate::jobs::Job;
 use crate::pg::{PgError, Session};
 use crate::stats::{DbStats, REPEAT_LOG_INTERVAL, Repeat};
 
@@ -27,13 +28,13 @@ pub enum End {
     /// Another instance holds the leader lock: follow it on the phase's session.
     Follow,
     /// A call of `job` failed; the error says whether to reconnect quickly or wait.
-    Failed { job: &'static str, error: PgError },
+    Failed { job: Job, error: PgError },
 }
 
 impl End {
     /// `End::Failed` for `job`, or `Stopped` when the error is shutdown's; shaped
     /// for `map_err`.
-    pub fn failed(job: &'static str) -> impl Fn(PgError) -> End {
+    pub fn failed(job: Job) -> impl Fn(PgError) -> End {
         move |error| {
             if error.is_shutdown() {
                 End::Stopped
@@ -85,8 +86,17 @@ impl DbContext {
 
     /// Counts an error of `job` for the metrics and `/status`; says whether to log it
     /// (identical errors are logged at most once a minute).
-    pub fn count_error(&self, job: &'static str, error: &PgError) -> Repeat {
+    pub fn count_error(&self, job: Job, error: &PgError) -> Repeat {
         self.stats.error(job, error.sqlstate(), &error.to_string())
+    }
+
+    /// Counts an error of `job` and logs it with `log` (given the suffix that says how
+    /// many identical lines were held back) unless an identical one was logged less
+    /// than a minute ago.
+    pub fn report(&self, job: Job, error: &PgError, log: impl FnOnce(&str)) {
+        if let Some(repeated) = self.count_error(job, error).log_now() {
+            log(&repeated);
+        }
     }
 
     /// Sleeps unless shutdown comes first; `false` means stop.
@@ -103,10 +113,10 @@ impl DbContext {
 /// lasts, one line when it ends, with the length counted from the first failure.
 #[derive(Debug, Default)]
 pub struct Outage {
-    since: Option<Instant>,
+    /// When the outage started, and the job that noticed it: its start, reminders and
+    /// end carry this label.
+    since: Option<(Instant, Job)>,
     reminded: Option<Instant>,
-    /// The job that noticed the outage: its start, reminders and end carry this label.
-    job: &'static str,
 }
 
 impl Outage {
@@ -114,14 +124,13 @@ impl Outage {
     /// lost`, `cannot connect`, ...; `hint` is added to that line); later ones of the
     /// same outage are DEBUG but for a reminder once a minute. `true` when this failure
     /// started the outage.
-    pub fn begin(&mut self, job: &'static str, error: &PgError, what: &str, hint: &str) -> bool {
+    pub fn begin(&mut self, job: Job, error: &PgError, what: &str, hint: &str) -> bool {
         let now = Instant::now();
-        let Some(since) = self.since else {
-            self.since = Some(now);
+        let Some((since, first)) = self.since else {
+            self.since = Some((now, job));
             self.reminded = Some(now);
-            self.job = job;
             error!(
-                job,
+                job = %job,
                 sqlstate = error.sqlstate(),
                 "{what}: {error}{hint}; reconnecting"
             );
@@ -133,14 +142,14 @@ impl Outage {
         {
             self.reminded = Some(now);
             error!(
-                job = self.job,
+                job = %first,
                 sqlstate = error.sqlstate(),
                 "still failing for {}: {error}",
                 minutes(now.duration_since(since))
             );
         } else {
             debug!(
-                job,
+                job = %job,
                 sqlstate = error.sqlstate(),
                 "still unreachable: {error}"
             );
@@ -152,10 +161,10 @@ impl Outage {
     /// label of the job that noticed it.
     pub fn end(&mut self) {
         self.reminded = None;
-        if let Some(since) = self.since.take() {
+        if let Some((since, job)) = self.since.take() {
             let secs = since.elapsed().as_secs_f64();
             info!(
-                job = self.job,
+                job = %job,
                 duration = format!("{secs:.1}"),
                 "connection restored after {secs:.1} s"
             );

@@ -6,18 +6,18 @@
 //! `round_connections` asks for pgqd 3.5's way (every round on a connection of its
 //! own, so the ticker's backend never holds the maintenance functions' caches).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, error, warn};
+use tracing::{error, warn};
 
 use super::context::{DbContext, End};
+use super::round::{Lane, MaintRound, Progress, planning_failed};
+use super::slow_lane::{self, SlowWork};
 use crate::config::Config;
-use crate::jobs::maint::{self, MAX_REPEAT, Operation};
-use crate::jobs::{Limits, queue_stats, retry};
-use crate::pg::{PgError, Session};
+use crate::jobs::{Job, Limits, maint, queue_stats, retry};
+use crate::pg::Session;
 use crate::schedule::spread_share;
 
 /// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
@@ -38,27 +38,12 @@ pub struct Housekeeping {
     slow: Option<JoinHandle<()>>,
 }
 
-/// The operations of a maintenance round still to run.
-struct MaintRound {
-    operations: VecDeque<Operation>,
-    /// Calls already made of the first operation (they count towards the cut-off).
-    calls: usize,
-    failed: usize,
-}
-
 /// What one housekeeping call left to do.
 enum Step {
     /// Nothing is due.
     Idle,
     /// More calls may be due.
     More,
-}
-
-/// Work for the second connection.
-enum SlowWork {
-    Retry,
-    /// A maintenance round, planned there (`round_connections`) or already begun.
-    Maint(Option<MaintRound>),
 }
 
 impl Default for Housekeeping {
@@ -177,20 +162,20 @@ impl Housekeeping {
         match retry::call(session, &limits).await {
             Ok(0) => self.retry_done(config.retry_period),
             Ok(moved) => ctx.stats.retried(moved),
-            Err(e) if e.ends_connection() => return Err(End::failed("retry")(e)),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::Retry)(e)),
             Err(e) if e.is_timeout() && !inline_only => {
                 self.retry_done(config.retry_period);
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
             Err(e) => {
-                if let Some(repeated) = ctx.count_error("retry", &e).log_now() {
+                ctx.report(Job::Retry, &e, |repeated| {
                     error!(
-                        job = "retry",
+                        job = %Job::Retry,
                         sqlstate = e.sqlstate(),
                         query = retry::RETRY,
                         "retry round failed: {e}{repeated}"
-                    );
-                }
+                    )
+                });
                 self.retry_done(ERROR_RETRY.min(config.retry_period));
             }
         }
@@ -211,15 +196,15 @@ impl Housekeeping {
         let (limits, _) = inline(ctx, config, config.maint_timeout);
         match queue_stats::collect(session, &limits).await {
             Ok((queues, consumers)) => ctx.stats.set_queue_stats(queues, consumers),
-            Err(e) if e.ends_connection() => return Err(End::failed("queue_stats")(e)),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::QueueStats)(e)),
             Err(e) => {
-                if let Some(repeated) = ctx.count_error("queue_stats", &e).log_now() {
+                ctx.report(Job::QueueStats, &e, |repeated| {
                     warn!(
-                        job = "queue_stats",
+                        job = %Job::QueueStats,
                         sqlstate = e.sqlstate(),
                         "reading the queue figures failed: {e}{repeated}"
-                    );
-                }
+                    )
+                });
             }
         }
         Ok(())
@@ -242,7 +227,7 @@ impl Housekeeping {
                 self.maint = Some(MaintRound::new(operations));
                 Ok(())
             }
-            Err(e) if e.ends_connection() => Err(End::failed("maint")(e)),
+            Err(e) if e.ends_connection() => Err(End::failed(Job::Maint)(e)),
             Err(e) => {
                 planning_failed(ctx, &e);
                 self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
@@ -262,37 +247,19 @@ impl Housekeeping {
         let Some(mut round) = self.maint.take() else {
             return Ok(());
         };
-        let Some(operation) = round.operations.front() else {
-            self.maint_done(ctx, &round, config.maint_period);
-            return Ok(());
-        };
-        if matches!(operation, Operation::Vacuum { .. }) {
-            self.maint_to_slow_lane(ctx, round, config);
-            return Ok(());
-        }
         let (limits, inline_only) = inline(ctx, config, config.maint_timeout);
-        match maint::call(session, &limits, operation).await {
-            Ok(true) if round.calls + 1 < MAX_REPEAT => round.calls += 1,
-            Ok(again) => {
-                if again {
-                    maint::log_cut_off(operation);
-                }
-                ctx.stats.maint_operation(true);
-                round.next_operation();
+        let lane = Lane::Inline {
+            moves_on_timeout: !inline_only,
+        };
+        match round.step(ctx, session, &limits, lane).await {
+            Progress::Called => self.maint = Some(round),
+            Progress::Finished => {
+                round.done(ctx, lane);
+                self.next_maint = Instant::now() + config.maint_period;
             }
-            Err(e) if e.ends_connection() => return Err(End::failed("maint")(e)),
-            Err(e) if e.is_timeout() && !inline_only => {
-                self.maint_to_slow_lane(ctx, round, config);
-                return Ok(());
-            }
-            Err(e) => {
-                operation_failed(ctx, operation, &e);
-                ctx.stats.maint_operation(false);
-                round.failed += 1;
-                round.next_operation();
-            }
+            Progress::Move => self.maint_to_slow_lane(ctx, round, config),
+            Progress::Lost(e) => return Err(End::failed(Job::Maint)(e)),
         }
-        self.maint = Some(round);
         Ok(())
     }
 
@@ -301,58 +268,9 @@ impl Housekeeping {
         self.move_to_slow_lane(ctx, SlowWork::Maint(Some(round)));
     }
 
-    fn maint_done(&mut self, ctx: &DbContext, round: &MaintRound, next: Duration) {
-        debug!(
-            job = "maint",
-            "maintenance round done, {} operations failed", round.failed
-        );
-        ctx.stats.maint_done();
-        self.next_maint = Instant::now() + next;
-    }
-
-    /// Runs `work` to its end on a connection of its own, under the job's full
-    /// timeout, and closes that connection.
+    /// Hands `work` to the second connection; no inline housekeeping until it ends.
     fn move_to_slow_lane(&mut self, ctx: &DbContext, work: SlowWork) {
-        let ctx = ctx.clone();
-        let job = match work {
-            SlowWork::Retry => "retry",
-            SlowWork::Maint(_) => "maint",
-        };
-        debug!(
-            job,
-            "moving the rest of the round (or a whole round) to a second connection"
-        );
-        let run = async move {
-            match ctx.connect().await {
-                Ok(session) => run_slow(&ctx, &session, work).await,
-                Err(e) if e.is_shutdown() => {}
-                Err(e) => {
-                    if let Some(repeated) = ctx.count_error(job, &e).log_now() {
-                        error!(
-                            job,
-                            sqlstate = e.sqlstate(),
-                            "cannot open a second connection for the {job} round: {e}{repeated}"
-                        );
-                    }
-                }
-            }
-        };
-        self.slow = Some(tokio::spawn(run.in_current_span()));
-    }
-}
-
-impl MaintRound {
-    fn new(operations: Vec<Operation>) -> MaintRound {
-        MaintRound {
-            operations: operations.into(),
-            calls: 0,
-            failed: 0,
-        }
-    }
-
-    fn next_operation(&mut self) {
-        self.operations.pop_front();
-        self.calls = 0;
+        self.slow = Some(slow_lane::spawn(ctx, work));
     }
 }
 
@@ -365,100 +283,4 @@ fn inline<'a>(ctx: &'a DbContext, config: &Config, job_timeout: Duration) -> (Li
         shutdown: &ctx.shutdown,
     };
     (limits, job_timeout <= bound)
-}
-
-/// The slow lane: the rest of a round (or a whole round) with the job's own timeout.
-async fn run_slow(ctx: &DbContext, session: &Session, work: SlowWork) {
-    let config = ctx.config();
-    match work {
-        SlowWork::Retry => {
-            let limits = Limits {
-                timeout: config.retry_timeout,
-                shutdown: &ctx.shutdown,
-            };
-            let moved_back = |moved| ctx.stats.retried(moved);
-            if let Err(e) = retry::round(session, &limits, moved_back).await {
-                log_slow_failure(ctx, "retry", retry::RETRY, &e);
-            }
-        }
-        SlowWork::Maint(round) => {
-            let limits = Limits {
-                timeout: config.maint_timeout,
-                shutdown: &ctx.shutdown,
-            };
-            let round = match round {
-                Some(round) => round,
-                None => match maint::operations(session, &limits).await {
-                    Ok(operations) => MaintRound::new(operations),
-                    Err(e) if e.is_shutdown() => return,
-                    Err(e) => return planning_failed(ctx, &e),
-                },
-            };
-            run_slow_maint(ctx, session, &limits, round).await;
-        }
-    }
-}
-
-async fn run_slow_maint(
-    ctx: &DbContext,
-    session: &Session,
-    limits: &Limits<'_>,
-    mut round: MaintRound,
-) {
-    while let Some(operation) = round.operations.front() {
-        if ctx.shutdown.is_cancelled() {
-            return;
-        }
-        let result = maint::run(session, limits, operation, round.calls).await;
-        ctx.stats.maint_operation(result.is_ok());
-        if let Err(e) = result {
-            if e.ends_connection() {
-                log_slow_failure(ctx, "maint", &maint::describe(operation), &e);
-                return;
-            }
-            operation_failed(ctx, operation, &e);
-            round.failed += 1;
-        }
-        round.next_operation();
-    }
-    debug!(
-        job = "maint",
-        "maintenance round done on the second connection, {} operations failed", round.failed
-    );
-    ctx.stats.maint_done();
-}
-
-/// Counts and logs a failed `pgq.maint_operations()` (identical failures once a
-/// minute): the round cannot start.
-fn planning_failed(ctx: &DbContext, error: &PgError) {
-    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
-        error!(
-            job = "maint",
-            sqlstate = error.sqlstate(),
-            query = "pgq.maint_operations()",
-            "maint round failed: {error}{repeated}"
-        );
-    }
-}
-
-/// Counts a failed maintenance operation and logs it (identical failures once a
-/// minute); the rest of the round still runs.
-fn operation_failed(ctx: &DbContext, operation: &Operation, error: &PgError) {
-    if let Some(repeated) = ctx.count_error("maint", error).log_now() {
-        maint::log_failure(operation, error, &repeated);
-    }
-}
-
-fn log_slow_failure(ctx: &DbContext, job: &'static str, query: &str, error: &PgError) {
-    if error.is_shutdown() {
-        return;
-    }
-    if let Some(repeated) = ctx.count_error(job, error).log_now() {
-        error!(
-            job,
-            sqlstate = error.sqlstate(),
-            query,
-            "{job} round failed on the second connection: {error}{repeated}"
-        );
-    }
 }

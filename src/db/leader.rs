@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::context::{DbContext, End};
 use crate::config::Config;
+use crate::jobs::Job;
 use crate::pg::{PgError, Session};
 
 /// Takes the community key without waiting (so no lock-wait alerts), and reads the
@@ -41,9 +42,9 @@ const FOLLOW_RETRY: Duration = Duration::from_secs(1);
 /// The least a leader's idle session may live (see [`idle_limit`]).
 const MIN_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
-/// How the ticking phase stands with the leader lock.
+/// How a session stands with the leader lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lock {
+enum Lock {
     /// No lock is taken: `leader_lock = 0` (pgqd 3.5's behaviour), or not yet claimed.
     NotUsed,
     /// The session's backend `backend` holds it; its limits are set for `period`.
@@ -53,9 +54,203 @@ pub enum Lock {
     Pooled,
 }
 
+/// How the lock came to be ours, for the line that says so.
+enum Taken {
+    /// Claimed on a session that did not follow.
+    Claimed,
+    /// After following another instance this long.
+    TookOver(Duration),
+}
+
+/// This instance's leadership of one database on the session that ticks it: owns
+/// the lock's state, moves it with the session, and logs each of its transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    lock: Lock,
+}
+
+impl Leadership {
+    /// Not claimed yet: the ticking phase's first turn claims it (with `leader_lock` on).
+    pub fn unclaimed() -> Leadership {
+        Leadership {
+            lock: Lock::NotUsed,
+        }
+    }
+
+    /// Whether this instance holds the lock (not: ticks without it).
+    pub fn holds_lock(&self) -> bool {
+        matches!(self.lock, Lock::Held { .. })
+    }
+
+    /// On a primary: `Ok(Some(_))` to tick, `Ok(None)` when another session holds the
+    /// lock. With `leader_lock = 0`, ticks without asking.
+    pub async fn claim(
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<Option<Leadership>, End> {
+        let mut leadership = Leadership::unclaimed();
+        let ours = leadership.take(ctx, session, config).await?;
+        Ok(ours.then_some(leadership))
+    }
+
+    /// Before a tick: claims the lock when `leader_lock` was switched on by a reload,
+    /// and renews the session limits when ticker_period changed. `Err(End::Follow)`
+    /// when another instance holds the lock.
+    pub async fn keep(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        match self.lock {
+            Lock::NotUsed if config.leader_lock != 0 => {
+                let ours = self.take(ctx, session, config).await?;
+                if !ours {
+                    return Err(End::Follow);
+                }
+            }
+            Lock::Held { backend, period } if period != config.ticker_period => {
+                limit_session(ctx, session, config.ticker_period).await?;
+                self.lock = Lock::Held {
+                    backend,
+                    period: config.ticker_period,
+                };
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The ticker connection is replaced (connection_lifetime, a timeout, a closed
+    /// connection): moves the lock from `old` to `new`.
+    ///
+    /// The lock is released on the old session, the old session closed, and only then
+    /// taken on the new one. Taking it on the new session first is impossible (the old
+    /// one holds it), and ticking on the new session before it holds the lock could
+    /// make two leaders. Between the release and the claim there is a window of one
+    /// round trip: an instance that tries the lock just then (it is waiting, as a
+    /// follower) takes it and leads, and we follow; with no one waiting we keep leading
+    /// with no gap in ticking. Either way exactly one instance ticks. When the release
+    /// fails (the old session is broken), the old backend may hold the lock until it
+    /// exits; we then follow our own old backend briefly and take the lock over when it
+    /// is gone.
+    pub async fn renew(
+        &mut self,
+        ctx: &DbContext,
+        old: Session,
+        new: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        if self.holds_lock() {
+            release(ctx, &old).await;
+        }
+        drop(old);
+        if self.lock == Lock::Pooled {
+            return Ok(());
+        }
+        if !self.take(ctx, new, config).await? {
+            return Err(End::Follow);
+        }
+        Ok(())
+    }
+
+    /// The pooler guard, after a ticker call on the session that took the lock: the
+    /// call ran on `backend`. A different backend than the lock's means a pooler in
+    /// transaction mode between us and the server: the lock stays on a backend others
+    /// may be routed to (and, locks being re-entrant, "hold" too). Leadership is then
+    /// meaningless, so we stop claiming it and tick without it: stopping ticking
+    /// instead would leave the database unticked while a pooler backend keeps the lock,
+    /// and an instance behind such a pooler ticks as pgqd 3.5 always did. One error
+    /// line says why.
+    pub fn check_backend(&mut self, backend: i32) {
+        let Lock::Held {
+            backend: holder, ..
+        } = self.lock
+        else {
+            return;
+        };
+        if holder == backend {
+            return;
+        }
+        error!(
+            job = %Job::Leader,
+            "the ticker call ran on backend pid {backend}, the leader lock was taken on pid {holder}: a pooler in transaction mode sits between pgqd and the server, so the leader lock means nothing; ticking without it (connect directly or through session pooling)"
+        );
+        self.lock = Lock::Pooled;
+    }
+
+    /// The follower phase: another instance holds the lock. One line names it; then
+    /// the lock is tried every second, quietly, on the kept session. Returns the
+    /// session and its leadership once the lock is ours (or `leader_lock` was switched
+    /// off by a reload).
+    pub async fn follow(ctx: &DbContext, session: Session) -> Result<(Session, Leadership), End> {
+        let holder = holder(ctx, &session)
+            .await
+            .map_err(End::failed(Job::Leader))?;
+        info!(
+            job = %Job::Leader,
+            "following: another instance leads ({holder}); taking over when its session ends"
+        );
+        let since = Instant::now();
+        loop {
+            if !ctx.pause(FOLLOW_RETRY).await {
+                return Err(End::Stopped);
+            }
+            if session.is_closed() {
+                return Err(End::Reprobe);
+            }
+            let Some(lock) = try_lock(ctx, &session, &ctx.config()).await? else {
+                continue;
+            };
+            let mut leadership = Leadership::unclaimed();
+            leadership.became(lock, Taken::TookOver(since.elapsed()));
+            return Ok((session, leadership));
+        }
+    }
+
+    /// Tries the lock on `session`: `true` when it is ours (or not in use).
+    async fn take(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<bool, End> {
+        let Some(lock) = try_lock(ctx, session, config).await? else {
+            return Ok(false);
+        };
+        self.became(lock, Taken::Claimed);
+        Ok(true)
+    }
+
+    /// The one place that says when this instance starts to lead: a lock taken anew
+    /// is logged, one moved to a new session of ours is not.
+    fn became(&mut self, lock: Lock, taken: Taken) {
+        let was_held = self.holds_lock();
+        self.lock = lock;
+        match (taken, lock) {
+            (Taken::Claimed, Lock::Held { .. }) if !was_held => {
+                info!(job = %Job::Leader, "leading: took the leader lock");
+            }
+            (Taken::TookOver(_), Lock::NotUsed) => info!(
+                job = %Job::Leader,
+                "leader_lock = 0: ticking without the leader lock"
+            ),
+            (Taken::TookOver(after), _) => {
+                let secs = after.as_secs_f64();
+                info!(
+                    job = %Job::Leader,
+                    "leading: took over the leader lock after following for {secs:.1} s"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Takes the lock on `session` if it is free: `Ok(Some(lock))` to tick, `Ok(None)`
 /// when another session holds it. With `leader_lock = 0`, ticks without asking.
-pub async fn claim(
+async fn try_lock(
     ctx: &DbContext,
     session: &Session,
     config: &Config,
@@ -66,9 +261,9 @@ pub async fn claim(
     let rows = session
         .query(TRY_LOCK, &[], CALL_TIMEOUT, &ctx.shutdown)
         .await
-        .map_err(End::failed("leader"))?;
+        .map_err(End::failed(Job::Leader))?;
     let Some(row) = rows.first() else {
-        warn!(job = "leader", "pgq is gone");
+        warn!(job = %Job::Leader, "pgq is gone");
         return Err(End::Reprobe);
     };
     let taken: bool = row.try_get(0).unwrap_or(false);
@@ -81,133 +276,13 @@ pub async fn claim(
     Ok(Some(Lock::Held { backend, period }))
 }
 
-/// Before a tick: claims the lock when `leader_lock` was switched on by a reload,
-/// and renews the session limits when ticker_period changed. `Err(End::Follow)` when
-/// another instance holds the lock.
-pub async fn keep(
-    lock: &mut Lock,
-    ctx: &DbContext,
-    session: &Session,
-    config: &Config,
-) -> Result<(), End> {
-    match *lock {
-        Lock::NotUsed if config.leader_lock != 0 => {
-            *lock = claim(ctx, session, config).await?.ok_or(End::Follow)?;
-            info!(job = "leader", "leading: took the leader lock");
-        }
-        Lock::Held { backend, period } if period != config.ticker_period => {
-            limit_session(ctx, session, config.ticker_period).await?;
-            *lock = Lock::Held {
-                backend,
-                period: config.ticker_period,
-            };
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// The ticker connection is replaced (connection_lifetime, a timeout, a closed
-/// connection): moves the lock from `old` to `new`.
-///
-/// The lock is released on the old session, the old session closed, and only then
-/// taken on the new one. Taking it on the new session first is impossible (the old
-/// one holds it), and ticking on the new session before it holds the lock could make
-/// two leaders. Between the release and the claim there is a window of one round
-/// trip: an instance that tries the lock just then (it is waiting, as a follower)
-/// takes it and leads, and we follow; with no one waiting we keep leading with no gap
-/// in ticking. Either way exactly one instance ticks. When the release fails (the old
-/// session is broken), the old backend may hold the lock until it exits; we then
-/// follow our own old backend briefly and take the lock over when it is gone.
-pub async fn renew(
-    lock: &mut Lock,
-    ctx: &DbContext,
-    old: Session,
-    new: &Session,
-    config: &Config,
-) -> Result<(), End> {
-    if let Lock::Held { .. } = lock {
-        release(ctx, &old).await;
-    }
-    drop(old);
-    if *lock == Lock::Pooled {
-        return Ok(());
-    }
-    let was_held = matches!(lock, Lock::Held { .. });
-    *lock = claim(ctx, new, config).await?.ok_or(End::Follow)?;
-    if !was_held && matches!(lock, Lock::Held { .. }) {
-        info!(job = "leader", "leading: took the leader lock");
-    }
-    Ok(())
-}
-
-/// The pooler guard, after a ticker call on the session that took the lock: the call
-/// ran on `backend`. A different backend than the lock's means a pooler in
-/// transaction mode between us and the server: the lock stays on a backend others
-/// may be routed to (and, locks being re-entrant, "hold" too). Leadership is then
-/// meaningless, so we stop claiming it and tick without it: stopping ticking instead
-/// would leave the database unticked while a pooler backend keeps the lock, and an
-/// instance behind such a pooler ticks as pgqd 3.5 always did. One error line says why.
-pub fn check_backend(lock: &mut Lock, backend: i32) {
-    let Lock::Held {
-        backend: holder, ..
-    } = *lock
-    else {
-        return;
-    };
-    if holder == backend {
-        return;
-    }
-    error!(
-        job = "leader",
-        "the ticker call ran on backend pid {backend}, the leader lock was taken on pid {holder}: a pooler in transaction mode sits between pgqd and the server, so the leader lock means nothing; ticking without it (connect directly or through session pooling)"
-    );
-    *lock = Lock::Pooled;
-}
-
-/// The follower phase: another instance holds the lock. One line names it; then the
-/// lock is tried every second, quietly, on the kept session. Returns the session and
-/// its lock once it is ours (or `leader_lock` was switched off by a reload).
-pub async fn follow(ctx: &DbContext, session: Session) -> Result<(Session, Lock), End> {
-    let holder = holder(ctx, &session).await.map_err(End::failed("leader"))?;
-    info!(
-        job = "leader",
-        "following: another instance leads ({holder}); taking over when its session ends"
-    );
-    let since = Instant::now();
-    loop {
-        if !ctx.pause(FOLLOW_RETRY).await {
-            return Err(End::Stopped);
-        }
-        if session.is_closed() {
-            return Err(End::Reprobe);
-        }
-        let Some(lock) = claim(ctx, &session, &ctx.config()).await? else {
-            continue;
-        };
-        let secs = since.elapsed().as_secs_f64();
-        if lock == Lock::NotUsed {
-            info!(
-                job = "leader",
-                "leader_lock = 0: ticking without the leader lock"
-            );
-        } else {
-            info!(
-                job = "leader",
-                "leading: took over the leader lock after following for {secs:.1} s"
-            );
-        }
-        return Ok((session, lock));
-    }
-}
-
 /// Releases the lock; a failure only means the old backend frees it when it exits.
 async fn release(ctx: &DbContext, session: &Session) {
     if let Err(e) = session
         .query(UNLOCK, &[], CALL_TIMEOUT, &ctx.shutdown)
         .await
     {
-        debug!(job = "leader", "releasing the leader lock failed: {e}");
+        debug!(job = %Job::Leader, "releasing the leader lock failed: {e}");
     }
 }
 
@@ -244,10 +319,10 @@ async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> 
         .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.ends_connection() || e.is_shutdown() => Err(End::failed("leader")(e)),
+        Err(e) if e.ends_connection() || e.is_shutdown() => Err(End::failed(Job::Leader)(e)),
         Err(e) => {
             warn!(
-                job = "leader",
+                job = %Job::Leader,
                 sqlstate = e.sqlstate(),
                 "cannot set the leader session's idle_session_timeout and TCP timeouts: {e}; a vanished leader's lock is then freed only when the server notices"
             );
@@ -260,7 +335,7 @@ async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> 
 /// 3 x ticker_period). Ticking keeps a live leader's session busy far more often; a
 /// leader that vanished (a partition, a stopped process) loses the lock after this.
 pub fn idle_limit(ticker_period: Duration) -> Duration {
-    (ticker_period * 3).max(MIN_IDLE_LIMIT)
+    crate::schedule::three_periods(ticker_period, MIN_IDLE_LIMIT)
 }
 
 #[cfg(test)]
@@ -283,15 +358,16 @@ mod tests {
     #[test]
     fn pooler_guard() {
         let period = Duration::from_secs(1);
-        let mut lock = Lock::Held { backend: 7, period };
-        check_backend(&mut lock, 7);
-        assert_eq!(lock, Lock::Held { backend: 7, period });
-        check_backend(&mut lock, 8);
-        assert_eq!(lock, Lock::Pooled);
-        check_backend(&mut lock, 9);
-        assert_eq!(lock, Lock::Pooled);
-        let mut unused = Lock::NotUsed;
-        check_backend(&mut unused, 9);
-        assert_eq!(unused, Lock::NotUsed);
+        let held = Lock::Held { backend: 7, period };
+        let mut leadership = Leadership { lock: held };
+        leadership.check_backend(7);
+        assert_eq!(leadership.lock, held);
+        leadership.check_backend(8);
+        assert_eq!(leadership.lock, Lock::Pooled);
+        leadership.check_backend(9);
+        assert_eq!(leadership.lock, Lock::Pooled);
+        let mut unused = Leadership::unclaimed();
+        unused.check_backend(9);
+        assert_eq!(unused, Leadership::unclaimed());
     }
 }

@@ -9,22 +9,28 @@
 //! - `leader`: the leader lock per database; the follower's quiet wait to take over.
 //! - `ticking`: `pgq.ticker()` at a fixed rate, housekeeping after each call.
 //! - `housekeeping`: retry and maintenance, inline and bounded, slow work moved aside.
+//! - `round`: a maintenance round in progress, its calls made the same way in both lanes.
+//! - `slow_lane`: slow work on a short-lived second connection.
 
 mod context;
 mod housekeeping;
 mod leader;
 mod probe;
+mod round;
+mod slow_lane;
 mod ticking;
 
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 pub use context::{DbContext, End, Outage};
 pub use housekeeping::Housekeeping;
-pub use leader::Lock;
+pub use leader::Leadership;
+pub use probe::HAS_PGQ;
 pub use ticking::Ticking;
 
+use crate::jobs::Job;
 use crate::pg::{PgError, Session};
 use crate::schedule::Backoff;
 use crate::stats::DbState;
@@ -36,7 +42,7 @@ enum State {
     NoPgq,
     Standby(Session),
     /// The session and how it stands with the leader lock (held, or not in use).
-    Ticking(Session, Lock),
+    Ticking(Session, Leadership),
     /// Another instance holds the leader lock; the session tries it every second.
     Following(Session),
     BackingOff(Duration),
@@ -58,7 +64,7 @@ impl State {
     /// Whether this instance leads the database (`None`: no lock in play).
     fn leader(&self) -> Option<bool> {
         match self {
-            State::Ticking(_, Lock::Held { .. }) => Some(true),
+            State::Ticking(_, leadership) if leadership.holds_lock() => Some(true),
             State::Following(_) => Some(false),
             _ => None,
         }
@@ -111,10 +117,12 @@ impl DbTask {
                     let end = Box::pin(probe::wait_for_promotion(&self.ctx, session)).await;
                     self.next(end)
                 }
-                State::Ticking(session, lock) => Box::pin(self.tick(session, lock)).await,
+                State::Ticking(session, leadership) => {
+                    Box::pin(self.tick(session, leadership)).await
+                }
                 State::Following(session) => {
-                    match Box::pin(leader::follow(&self.ctx, session)).await {
-                        Ok((session, lock)) => State::Ticking(session, lock),
+                    match Box::pin(Leadership::follow(&self.ctx, session)).await {
+                        Ok((session, leadership)) => State::Ticking(session, leadership),
                         Err(end) => self.next(end),
                     }
                 }
@@ -156,20 +164,15 @@ impl DbTask {
 
     /// On a primary: lead (tick) when the leader lock is ours, else follow.
     async fn claim(&mut self, session: Session) -> State {
-        match leader::claim(&self.ctx, &session, &self.ctx.config()).await {
-            Ok(Some(lock)) => {
-                if lock != Lock::NotUsed {
-                    info!(job = "leader", "leading: took the leader lock");
-                }
-                State::Ticking(session, lock)
-            }
+        match Leadership::claim(&self.ctx, &session, &self.ctx.config()).await {
+            Ok(Some(leadership)) => State::Ticking(session, leadership),
             Ok(None) => State::Following(session),
             Err(end) => self.next(end),
         }
     }
 
-    async fn tick(&mut self, session: Session, lock: Lock) -> State {
-        let mut ticking = Ticking::leading(&self.ctx, session, lock);
+    async fn tick(&mut self, session: Session, leadership: Leadership) -> State {
+        let mut ticking = Ticking::leading(&self.ctx, session, leadership);
         // The first ticking phase runs both jobs at once, as pgqd does when it finds pgq.
         if let Some(housekeeping) = self.housekeeping.take() {
             ticking = ticking.with_housekeeping(housekeeping);
@@ -209,10 +212,10 @@ impl DbTask {
     /// error is tried again after check_period; a lost connection after the backoff.
     /// Either way a run of failures is one outage: a line when it starts, a reminder
     /// at most once a minute, a line when it ends.
-    fn failed(&mut self, job: &'static str, error: PgError) -> State {
+    fn failed(&mut self, job: Job, error: PgError) -> State {
         let repeat = self.ctx.count_error(job, &error);
         if error.is_timeout() {
-            warn!(job, "{error}; reconnecting");
+            warn!(job = %job, "{error}; reconnecting");
             return State::BackingOff(self.backoff.next_delay());
         }
         if error.is_refusal() || error.is_connection_lost() {
@@ -220,7 +223,7 @@ impl DbTask {
             // so for them a failure to connect (again) means the connection was lost.
             let reaching = error.is_connect() || error.is_connection_lost();
             let what = match (job, reaching) {
-                ("probe", true) => "cannot connect".to_string(),
+                (Job::Probe, true) => "cannot connect".to_string(),
                 (_, true) => "connection lost".to_string(),
                 _ => format!("{job} refused"),
             };
@@ -240,7 +243,7 @@ impl DbTask {
         }
         if let Some(repeated) = repeat.log_now() {
             error!(
-                job,
+                job = %job,
                 sqlstate = error.sqlstate(),
                 "{job} failed: {error}{repeated}"
             );

@@ -7,10 +7,12 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::context::{DbContext, End};
+use crate::jobs::Job;
 use crate::jobs::ticker::TICKER_EXISTS;
 use crate::pg::{PgError, Session};
 
-const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
+/// Whether the database has pgq (also asked by `pgqd --status`).
+pub const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
 const PGQ_VERSION: &str = "select pgq.version()";
 const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 /// Timeout for the probe queries, which are cheap catalog lookups.
@@ -28,11 +30,11 @@ pub enum Found {
 
 /// Connects and checks. `Err(End::NoPgq)` when the database has no usable pgq.
 pub async fn probe(ctx: &DbContext) -> Result<Found, End> {
-    let session = ctx.connect().await.map_err(End::failed("probe"))?;
+    let session = ctx.connect().await.map_err(End::failed(Job::Probe))?;
     match check(ctx, &session).await {
         Ok(true) => {}
         Ok(false) => return Err(End::NoPgq),
-        Err(e) => return Err(End::failed("probe")(e)),
+        Err(e) => return Err(End::failed(Job::Probe)(e)),
     }
     match in_recovery(ctx, &session).await {
         Ok(true) => {
@@ -40,7 +42,7 @@ pub async fn probe(ctx: &DbContext) -> Result<Found, End> {
             Ok(Found::Standby(session))
         }
         Ok(false) => Ok(Found::Primary(session)),
-        Err(e) => Err(End::failed("probe")(e)),
+        Err(e) => Err(End::failed(Job::Probe)(e)),
     }
 }
 
@@ -57,7 +59,7 @@ pub async fn wait_for_promotion(ctx: &DbContext, session: Session) -> End {
                 info!("server promoted: starting the ticker");
                 return End::Reprobe;
             }
-            Err(e) => return End::failed("probe")(e),
+            Err(e) => return End::failed(Job::Probe)(e),
         }
     }
 }

@@ -10,9 +10,9 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::context::{DbContext, End};
 use super::housekeeping::Housekeeping;
-use super::leader::{self, Lock};
+use super::leader::Leadership;
 use crate::config::Config;
-use crate::jobs::{Limits, ticker};
+use crate::jobs::{Job, Limits, ticker};
 use crate::pg::{PgError, Session};
 use crate::schedule::{Every, spread_share};
 
@@ -21,7 +21,7 @@ pub struct Ticking<'a> {
     ctx: &'a DbContext,
     session: Session,
     /// The leader lock as this phase holds it.
-    lock: Lock,
+    leadership: Leadership,
     housekeeping: Housekeeping,
     /// Queues that failed in the per-queue fallback, so each is logged once.
     failing: BTreeSet<String>,
@@ -41,15 +41,15 @@ impl<'a> Ticking<'a> {
     /// A ticking phase on `session`, which has not claimed the leader lock: the first
     /// turn claims it (with `leader_lock` on).
     pub fn new(ctx: &'a DbContext, session: Session) -> Self {
-        Ticking::leading(ctx, session, Lock::NotUsed)
+        Ticking::leading(ctx, session, Leadership::unclaimed())
     }
 
-    /// A ticking phase on `session`, which stands with the leader lock as `lock` says.
-    pub fn leading(ctx: &'a DbContext, session: Session, lock: Lock) -> Self {
+    /// A ticking phase on `session`, which stands with the leader lock as `leadership` says.
+    pub fn leading(ctx: &'a DbContext, session: Session, leadership: Leadership) -> Self {
         Ticking {
             ctx,
             session,
-            lock,
+            leadership,
             housekeeping: Housekeeping::new(),
             failing: BTreeSet::new(),
             fallback_cause: None,
@@ -104,7 +104,9 @@ impl<'a> Ticking<'a> {
     pub async fn turn(&mut self, config: &Config) -> Result<(), End> {
         let started = Instant::now();
         self.renew_connection(config).await?;
-        leader::keep(&mut self.lock, self.ctx, &self.session, config).await?;
+        self.leadership
+            .keep(self.ctx, &self.session, config)
+            .await?;
         self.tick(config).await?;
         if self.replace {
             return Ok(());
@@ -130,7 +132,7 @@ impl<'a> Ticking<'a> {
             Ok(outcome) => {
                 if self.timeouts > 0 {
                     info!(
-                        job = "ticker",
+                        job = %Job::Ticker,
                         "ticker calls complete again after {} timeouts", self.timeouts
                     );
                     self.timeouts = 0;
@@ -140,7 +142,7 @@ impl<'a> Ticking<'a> {
                     ..
                 } = outcome
                 {
-                    leader::check_backend(&mut self.lock, backend);
+                    self.leadership.check_backend(backend);
                 }
                 self.record(outcome);
                 Ok(())
@@ -150,14 +152,14 @@ impl<'a> Ticking<'a> {
     }
 
     /// Replaces the connection when it is old, closed or flagged after a timeout, and
-    /// moves the leader lock to the new one (see [`leader::renew`]).
+    /// moves the leader lock to the new one (see [`Leadership::renew`]).
     async fn renew_connection(&mut self, config: &Config) -> Result<(), End> {
         let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
         if self.session.is_closed() {
             // pg_terminate_backend, a server restart or a switchover; a failure to
             // reconnect is logged as an outage.
             warn!(
-                job = "ticker",
+                job = %Job::Ticker,
                 "the server closed the connection; reconnecting"
             );
         } else if self.replace {
@@ -170,22 +172,24 @@ impl<'a> Ticking<'a> {
         } else {
             return Ok(());
         }
-        let fresh = self.ctx.connect().await.map_err(End::failed("ticker"))?;
+        let fresh = self.ctx.connect().await.map_err(End::failed(Job::Ticker))?;
         let old = std::mem::replace(&mut self.session, fresh);
         self.replace = false;
-        leader::renew(&mut self.lock, self.ctx, old, &self.session, config).await
+        self.leadership
+            .renew(self.ctx, old, &self.session, config)
+            .await
     }
 
     /// What a failed ticker call means: `Ok` keeps ticking.
     fn failed(&mut self, error: PgError) -> Result<(), End> {
         self.ctx.stats.ticker_failed(error.is_timeout());
         if error.is_timeout() {
-            self.ctx.count_error("ticker", &error);
+            self.ctx.count_error(Job::Ticker, &error);
             // A lock on pgq.queue, say: the call was cancelled server-side. Stay in
             // the ticking state on a new connection; log the first of a streak.
             if self.timeouts == 0 {
                 error!(
-                    job = "ticker",
+                    job = %Job::Ticker,
                     query = ticker::TICK_ALL,
                     "ticker call {error}; replacing the connection"
                 );
@@ -196,14 +200,14 @@ impl<'a> Ticking<'a> {
         }
         if error.is_missing_object() && !error.ends_connection() {
             warn!(
-                job = "ticker",
+                job = %Job::Ticker,
                 sqlstate = error.sqlstate(),
                 query = ticker::TICK_ALL,
                 "pgq is gone: {error}"
             );
             return Err(End::Reprobe);
         }
-        Err(End::failed("ticker")(error))
+        Err(End::failed(Job::Ticker)(error))
     }
 
     fn record(&mut self, outcome: ticker::TickOutcome) {
@@ -211,7 +215,7 @@ impl<'a> Ticking<'a> {
             ticker::TickOutcome::All { queues, .. } => {
                 trace!("ticker: {queues} queues ticked");
                 if self.fallback_cause.take().is_some() {
-                    info!(job = "ticker", "pgq.ticker() works again for all queues");
+                    info!(job = %Job::Ticker, "pgq.ticker() works again for all queues");
                 }
                 self.failing.clear();
                 self.ticked = true;
@@ -223,10 +227,10 @@ impl<'a> Ticking<'a> {
                 ticked,
             } => {
                 let cause_text = cause.to_string();
-                self.ctx.count_error("ticker", &cause);
+                self.ctx.count_error(Job::Ticker, &cause);
                 if self.fallback_cause.as_deref() != Some(&cause_text) {
                     error!(
-                        job = "ticker",
+                        job = %Job::Ticker,
                         sqlstate = cause.sqlstate(),
                         query = ticker::TICK_ALL,
                         "ticker failed, ticking each queue on its own: {cause_text}"
@@ -245,10 +249,10 @@ impl<'a> Ticking<'a> {
     fn note_failing_queues(&mut self, failed: Vec<(String, PgError)>) {
         let now: BTreeSet<String> = failed.iter().map(|(q, _)| q.clone()).collect();
         for (queue, e) in &failed {
-            self.ctx.count_error("ticker", e);
+            self.ctx.count_error(Job::Ticker, e);
             if !self.failing.contains(queue) {
                 error!(
-                    job = "ticker",
+                    job = %Job::Ticker,
                     queue = queue.as_str(),
                     sqlstate = e.sqlstate(),
                     "ticker failed for queue {queue}: {e}"
@@ -257,7 +261,7 @@ impl<'a> Ticking<'a> {
         }
         for queue in self.failing.difference(&now) {
             info!(
-                job = "ticker",
+                job = %Job::Ticker,
                 queue = queue.as_str(),
                 "queue {queue} ticks again"
             );

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::pg::{PgError, Session, first_int};
 
-use super::Limits;
+use super::{Job, Limits};
 
 /// Whether this pgq has `maint_operations()` (pgq >= 3.1).
 const HAS_MAINT_OPERATIONS: &str = "select 1 from pg_proc p, pg_namespace n where p.pronamespace = n.oid and p.proname = 'maint_operations' and n.nspname = 'pgq'";
@@ -111,7 +111,7 @@ pub async fn call(
 /// logged); the rest of the list still runs.
 pub fn log_failure(operation: &Operation, error: &PgError, repeated: &str) {
     warn!(
-        job = "maint",
+        job = %Job::Maint,
         sqlstate = error.sqlstate(),
         query = describe(operation),
         "maintenance operation failed: {error}{repeated}"
@@ -121,7 +121,7 @@ pub fn log_failure(operation: &Operation, error: &PgError, repeated: &str) {
 /// Logs an operation cut off after [`MAX_REPEAT`] calls.
 pub fn log_cut_off(operation: &Operation) {
     info!(
-        job = "maint",
+        job = %Job::Maint,
         query = describe(operation),
         "operation still asks for more after {MAX_REPEAT} calls; going on with the next one"
     );
@@ -137,7 +137,7 @@ async fn listed(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operation>
         let arg: Option<String> = row.try_get(1).ok().flatten();
         match plan(name.as_deref().unwrap_or_default(), arg.as_deref()) {
             Ok(op) => operations.push(op),
-            Err(reason) => warn!(job = "maint", "{reason}, skipped"),
+            Err(reason) => warn!(job = %Job::Maint, "{reason}, skipped"),
         }
     }
     Ok(operations)
@@ -168,7 +168,7 @@ async fn old_style(session: &Session, limits: &Limits<'_>) -> Result<Vec<Operati
         let table: Option<String> = row.try_get(0).ok().flatten();
         match plan("vacuum", table.as_deref()) {
             Ok(op) => operations.push(op),
-            Err(reason) => warn!(job = "maint", "{reason}, skipped"),
+            Err(reason) => warn!(job = %Job::Maint, "{reason}, skipped"),
         }
     }
     Ok(operations)

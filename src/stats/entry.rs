@@ -10,7 +10,8 @@ use std::time::{Instant, SystemTime};
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{ConsumerStats, DbState, DbStatus, LastError, QueueStats, REPEAT_LOG_INTERVAL};
-use super::{Repeat, Stats};
+use super::{MaintResult, Repeat, Stats, TickerResult};
+use crate::jobs::Job;
 
 /// One database's entry in [`Stats`], held by its task (behind an `Arc`, shared with
 /// the task's sessions and its second-connection work).
@@ -53,7 +54,11 @@ impl DbStats {
             s.last_tick_wall = Some(SystemTime::now());
             s.last_turn = s.last_tick;
             *s.ticker_calls
-                .entry(if fallback { "fallback" } else { "ok" })
+                .entry(if fallback {
+                    TickerResult::Fallback
+                } else {
+                    TickerResult::Ok
+                })
                 .or_default() += 1;
         });
     }
@@ -63,7 +68,11 @@ impl DbStats {
         self.update(|s| {
             s.last_turn = Some(Instant::now());
             *s.ticker_calls
-                .entry(if timeout { "timeout" } else { "error" })
+                .entry(if timeout {
+                    TickerResult::Timeout
+                } else {
+                    TickerResult::Error
+                })
                 .or_default() += 1;
         });
     }
@@ -78,7 +87,11 @@ impl DbStats {
     pub fn maint_operation(&self, ok: bool) {
         self.update(|s| {
             *s.maint_operations
-                .entry(if ok { "ok" } else { "error" })
+                .entry(if ok {
+                    MaintResult::Ok
+                } else {
+                    MaintResult::Error
+                })
                 .or_default() += 1;
         });
     }
@@ -91,7 +104,7 @@ impl DbStats {
 
     /// An error of `job`: counted, kept as the last error, and rate-limited for the
     /// log (see [`Repeat`]).
-    pub fn error(&self, job: &'static str, sqlstate: Option<&str>, message: &str) -> Repeat {
+    pub fn error(&self, job: Job, sqlstate: Option<&str>, message: &str) -> Repeat {
         let now = Instant::now();
         let code = sqlstate.unwrap_or_default().to_string();
         // A handle whose entry is gone logs (once a minute is the entry's to decide).

@@ -13,16 +13,14 @@ use prometheus_client::metrics::histogram::Histogram;
 pub const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 mod entry;
+mod result;
 mod state;
 
 pub use entry::DbStats;
+pub use result::{MaintResult, TickerResult};
 pub use state::DbState;
 
-/// The results a database's ticker calls are counted by; each exists (at 0) from the
-/// task's start, so a dashboard never shows "No data" for a healthy database.
-pub const TICKER_RESULTS: [&str; 4] = ["ok", "fallback", "error", "timeout"];
-/// The results maintenance operations are counted by.
-pub const MAINT_RESULTS: [&str; 2] = ["ok", "error"];
+use crate::jobs::Job;
 
 /// Shared counters, monotonic (as Prometheus wants them); pgqd's stats line shows the
 /// difference between two [`Stats::totals`].
@@ -77,15 +75,15 @@ pub struct DbStatus {
     pub last_tick_wall: Option<SystemTime>,
     /// The last time a ticker call of the ticking loop ended (liveness of the task).
     pub last_turn: Option<Instant>,
-    /// Ticker calls by result: `ok`, `fallback` (ticked queue by queue), `error`, `timeout`.
-    pub ticker_calls: BTreeMap<&'static str, u64>,
-    /// Maintenance operations by result: `ok`, `error`.
-    pub maint_operations: BTreeMap<&'static str, u64>,
+    /// Ticker calls by result.
+    pub ticker_calls: BTreeMap<TickerResult, u64>,
+    /// Maintenance operations by result.
+    pub maint_operations: BTreeMap<MaintResult, u64>,
     /// Completed maintenance rounds (pgqd's stats line counts these as `maint`).
     pub maint_rounds: u64,
     pub retry_events: u64,
     /// Errors by job and SQLSTATE (`""` when the server sent none).
-    pub errors: BTreeMap<(&'static str, String), u64>,
+    pub errors: BTreeMap<(Job, String), u64>,
     pub outages: u64,
     pub connections: i64,
     pub last_error: Option<LastError>,
@@ -97,7 +95,7 @@ pub struct DbStatus {
     pub queue_stats_at: Option<SystemTime>,
     /// Rate limiting of identical error lines: when each was last logged and how
     /// many were held back since.
-    repeats: BTreeMap<(&'static str, String), (Instant, u64)>,
+    repeats: BTreeMap<(Job, String), (Instant, u64)>,
     /// The task this entry belongs to (see [`Stats::register`]).
     owner: u64,
 }
@@ -125,7 +123,7 @@ impl DbStatus {
 /// The most recent error of a database.
 #[derive(Debug, Clone)]
 pub struct LastError {
-    pub job: &'static str,
+    pub job: Job,
     pub sqlstate: Option<String>,
     pub message: String,
     pub at: SystemTime,
@@ -222,8 +220,8 @@ impl Stats {
             owner,
             expected_since: Some(now),
             expected_since_wall: Some(SystemTime::now()),
-            ticker_calls: TICKER_RESULTS.iter().map(|r| (*r, 0)).collect(),
-            maint_operations: MAINT_RESULTS.iter().map(|r| (*r, 0)).collect(),
+            ticker_calls: TickerResult::ALL.iter().map(|r| (*r, 0)).collect(),
+            maint_operations: MaintResult::ALL.iter().map(|r| (*r, 0)).collect(),
             ..DbStatus::default()
         };
         self.lock().insert(db.to_string(), status);
@@ -305,120 +303,4 @@ pub fn unix(at: SystemTime) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The stats line has pgqd's exact shape and shows the figures since the last
-    /// line, while the totals only grow.
-    #[test]
-    fn stats_line_from_monotonic_totals() {
-        let stats = Arc::new(Stats::default());
-        let (a, b) = (stats.register("a"), stats.register("b"));
-        a.ticked(false);
-        b.ticked(true);
-        a.maint_done();
-        a.retried(7);
-        let first = stats.totals();
-        assert_eq!(
-            first.since(&Snapshot::default()).to_string(),
-            "{ticks: 2, maint: 1, retry: 7}"
-        );
-        a.ticked(false);
-        let second = stats.totals();
-        assert_eq!(
-            second.since(&first).to_string(),
-            "{ticks: 1, maint: 0, retry: 0}"
-        );
-        assert_eq!(second.ticks, 3);
-        let dbs = stats.databases();
-        assert_eq!(dbs["a"].state, DbState::Ticking);
-        assert_eq!(dbs["a"].ticker_calls["ok"], 2);
-        assert_eq!(dbs["b"].ticker_calls["fallback"], 1);
-        assert_eq!(dbs["a"].retry_events, 7);
-        assert_eq!(dbs["a"].maint_rounds, 1);
-    }
-
-    /// Identical errors are counted every time but logged once per interval; a
-    /// different SQLSTATE or job is logged at once.
-    #[test]
-    fn identical_errors_are_rate_limited() {
-        let stats = Arc::new(Stats::default());
-        let a = stats.register("a");
-        let log = |job, code| a.error(job, code, "boom");
-        assert_eq!(log("ticker", Some("42501")), Repeat::Log { held_back: 0 });
-        assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
-        assert_eq!(log("ticker", Some("42501")), Repeat::HoldBack);
-        assert_eq!(log("ticker", Some("28P01")), Repeat::Log { held_back: 0 });
-        assert_eq!(log("maint", Some("42501")), Repeat::Log { held_back: 0 });
-        let dbs = stats.databases();
-        assert_eq!(dbs["a"].errors[&("ticker", "42501".to_string())], 3);
-        assert_eq!(dbs["a"].last_error.as_ref().unwrap().job, "maint");
-    }
-
-    /// An entry lives exactly as long as its handle: dropping it removes the database,
-    /// and a write through any handle after that (a session closing late) creates
-    /// nothing.
-    #[test]
-    fn an_entry_dies_with_its_handle() {
-        let stats = Arc::new(Stats::default());
-        let a = Arc::new(stats.register("a"));
-        let session = a.clone();
-        a.connections(1);
-        drop(a);
-        assert!(
-            stats.databases().contains_key("a"),
-            "a session still holds it"
-        );
-        session.connections(-1);
-        session.set_state(DbState::Probing);
-        drop(session);
-        assert!(stats.databases().is_empty());
-    }
-
-    /// A newer task for the same name (a reconnect, a rename back) owns the entry from
-    /// its start: the older handle neither writes it nor removes it.
-    #[test]
-    fn a_newer_owner_replaces_the_entry() {
-        let stats = Arc::new(Stats::default());
-        let old = stats.register("a");
-        old.connections(1);
-        let new = stats.register("a");
-        old.connections(5);
-        old.set_state(DbState::BackingOff);
-        drop(old);
-        let dbs = stats.databases();
-        assert_eq!(dbs["a"].connections, 0);
-        assert_eq!(dbs["a"].state, DbState::Probing);
-        drop(new);
-        assert!(stats.databases().is_empty());
-    }
-
-    /// Every counter of a database exists at 0 from its task's start.
-    #[test]
-    fn counters_exist_from_the_start() {
-        let stats = Arc::new(Stats::default());
-        let _a = stats.register("a");
-        let dbs = stats.databases();
-        assert_eq!(dbs["a"].ticker_calls.len(), TICKER_RESULTS.len());
-        assert_eq!(dbs["a"].maint_operations.len(), MAINT_RESULTS.len());
-        assert!(dbs["a"].ticker_calls.values().all(|v| *v == 0));
-    }
-
-    /// A database that should tick and never has is owed a tick from its start; one
-    /// that turns from not-ticking (no pgq, standby) to ticking is owed one from then,
-    /// not from an old tick.
-    #[test]
-    fn ticks_are_owed_from_when_they_are_expected() {
-        let stats = Arc::new(Stats::default());
-        let a = stats.register("a");
-        let start = stats.databases()["a"].unticked_since().unwrap();
-        a.set_state(DbState::NoPgq);
-        assert_eq!(stats.databases()["a"].unticked_since(), None);
-        std::thread::sleep(Duration::from_millis(5));
-        a.set_state(DbState::Probing);
-        assert!(stats.databases()["a"].unticked_since().unwrap() > start);
-        a.ticked(false);
-        let dbs = stats.databases();
-        assert_eq!(dbs["a"].unticked_since(), dbs["a"].last_tick);
-    }
-}
+mod tests;
