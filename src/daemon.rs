@@ -72,7 +72,6 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!("Starting pgqd {}", crate::VERSION);
     let ready_pipe = if options.daemon {
         match daemonize() {
             Ok(Some(pipe)) => Some(pipe),
@@ -82,6 +81,9 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
     } else {
         None
     };
+    // After the fork, so that the line carries the daemon's pid, the one in the
+    // pidfile (pgqd 3.5 logs it before forking, with the parent's pid).
+    info!("Starting pgqd {}", crate::VERSION);
     let started = start(&config, ready_pipe.is_some(), &log);
     let (pidfile, runtime) = match started {
         Ok(parts) => parts,

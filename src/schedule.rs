@@ -142,6 +142,14 @@ pub fn three_periods(ticker_period: Duration, floor: Duration) -> Duration {
     (ticker_period * 3).max(floor)
 }
 
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+pub async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Spreads `period` over 90-100 % by a stable hash of `key`, so that a thousand
 /// databases started together do not all reconnect in the same second.
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::db::{DbContext, DbTask, Outage};
 use crate::jobs::Job;
 use crate::logging::db_label;
 use crate::notify;
-use crate::schedule::{Backoff, Every};
+use crate::schedule::{Backoff, Every, until};
 use crate::stats::{Snapshot, Stats};
 
 /// At most this many connection attempts run at once, across all databases.
@@ -392,13 +392,5 @@ impl Supervisor {
                 }
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

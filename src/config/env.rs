@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::suggest::edit_distance;
 use super::value::Raw;
 use super::{ConfigError, Entry, Origin, Warning, keys};
 
@@ -96,35 +97,5 @@ fn unknown(var: String) -> Warning {
             super::escape(&var)
         ),
         origin: Origin::Env(var),
-    }
-}
-
-/// Levenshtein distance: the fewest one-character edits that turn `a` into `b`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The distance counts insertions, deletions and substitutions.
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("PGQD_TICKER_PERIO", "PGQD_TICKER_PERIOD"), 1);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 }

@@ -75,7 +75,8 @@ fn trail(origin: &Origin) -> String {
     }
 }
 
-/// A hint for keys pgqd users are known to put in pgqd.ini by mistake.
+/// A hint for keys pgqd users are known to put in pgqd.ini by mistake, or the key a
+/// misspelled one was probably meant to be.
 fn hint_for(key: &str) -> String {
     const PER_QUEUE: &[&str] = &["ticker_max_count", "ticker_max_lag", "ticker_idle_period"];
     let bare = key.strip_prefix("queue_").unwrap_or(key);
@@ -84,5 +85,7 @@ fn hint_for(key: &str) -> String {
             "; {bare} is a per-queue setting: use select pgq.set_queue_config('QUEUE', '{bare}', 'VALUE') in the database"
         );
     }
-    String::new()
+    super::suggest::closest_key(key)
+        .map(|closest| format!("; did you mean {closest}?"))
+        .unwrap_or_default()
 }

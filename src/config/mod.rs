@@ -14,6 +14,7 @@ mod ini;
 mod keys;
 mod paths;
 mod source;
+mod suggest;
 mod toml;
 mod value;
 

@@ -27,7 +27,8 @@ fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// `-d` runs a daemon whose pid is in the pidfile; `-r` makes it reload, `-s` stops
+/// `-d` runs a daemon whose pid is in the pidfile and on its `Starting pgqd` line; `-r`
+/// makes it reload, `-s` stops
 /// it gracefully and removes the pidfile; a second start fails while it runs.
 #[test]
 fn daemon_pidfile_and_control_switches() {
@@ -57,6 +58,12 @@ fn daemon_pidfile_and_control_switches() {
     wait_until("pgq version ok", || {
         log_text().contains(&format!("[{db}]: pgq version ok"))
     });
+    // The start line names the daemon, not the parent that exited.
+    assert!(
+        log_text().contains(&format!("[{pid}] LOG Starting pgqd ")),
+        "{}",
+        log_text()
+    );
 
     let second = pgqd().arg("-d").arg(&ini).output().unwrap();
     assert_eq!(second.status.code(), Some(1));

@@ -151,7 +151,8 @@ fn unknown_key() {
     );
     // Keys are case-sensitive, as in pgqd 3.5.
     assert!(
-        ini_error("[pgqd]\nTicker_Period = 2\n").contains("unknown parameter: pgqd/Ticker_Period")
+        ini_error("[pgqd]\nTicker_Period = 2\n")
+            .contains("unknown parameter: pgqd/Ticker_Period in configuration (t.ini:2); did you mean ticker_period?")
     );
 }
 
