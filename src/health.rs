@@ -107,8 +107,17 @@ pub fn summary(stats: &Stats, max_age: Duration) -> String {
             dbs.len(),
         )
     });
+    let foreign: Vec<String> = stats.with_databases(|dbs| {
+        (dbs.iter())
+            .filter(|(_, s)| s.foreign_ticker.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    });
     let stale = stale(stats, max_age);
     let mut line = format!("ticking {ticking}/{should} databases ({total} known)");
+    if !foreign.is_empty() {
+        line.push_str(&format!("; another ticker in {}", foreign.join(", ")));
+    }
     if !stale.is_empty() {
         let failing: Vec<String> = stale
             .iter()

@@ -262,6 +262,7 @@ fn database(s: &DbStatus) -> Value {
             "last_seen_seconds": c.last_seen, "pending_events": c.pending_events,
         })).collect::<Vec<_>>(),
         "queue_stats_at": s.queue_stats_at.map(unix),
+        "foreign_ticker": s.foreign_ticker,
     })
 }
 

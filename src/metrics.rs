@@ -112,6 +112,13 @@ fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Erro
     per_db_gauge(
         e,
         dbs,
+        "pgqd_foreign_ticker",
+        "1 while another client (not holding the leader lock: a pgqd 3.5, a cron job) calls pgq.ticker() in the database, else 0",
+        |s| Some(f64::from(u8::from(s.foreign_ticker.is_some()))),
+    )?;
+    per_db_gauge(
+        e,
+        dbs,
         "pgqd_leader",
         "1 when this instance holds the database's leader lock, 0 when another does",
         |s| s.leader.map(|l| f64::from(u8::from(l))),

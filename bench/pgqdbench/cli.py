@@ -117,6 +117,11 @@ def build_ours(args: argparse.Namespace) -> None:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", commit],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        # Exported under this checkout's target/, a commit from before the workspace
+        # would be taken for a member of it: make it a workspace of its own.
+        manifest = src / "Cargo.toml"
+        if "[workspace]" not in manifest.read_text():
+            manifest.write_text(manifest.read_text() + "\n[workspace]\n")
         log(f"{' '.join(cargo)} (commit {commit})")
         subprocess.run(cargo, cwd=src, check=True, env=dict(os.environ, CARGO_TARGET_DIR=str(out)))
         args.ours = str(out / "release" / "pgqd")

@@ -13,10 +13,11 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use super::context::{DbContext, End};
+use super::foreign::{ForeignWatch, RECENT, WATCH_PERIOD};
 use super::round::{Lane, MaintRound, Progress, planning_failed};
 use super::slow_lane::{self, SlowWork};
 use crate::config::Config;
-use crate::jobs::{Job, Limits, maint, queue_stats, retry};
+use crate::jobs::{Job, Limits, maint, queue_stats, retry, watch};
 use crate::pg::Session;
 use crate::schedule::spread_share;
 
@@ -30,6 +31,9 @@ pub struct Housekeeping {
     next_retry: Instant,
     next_maint: Instant,
     next_queue_stats: Instant,
+    /// The next look for another ticker in the database.
+    next_watch: Instant,
+    watch: ForeignWatch,
     /// A retry round is in progress (`pgq.maint_retry_events()` until it returns 0).
     retrying: bool,
     /// The maintenance round in progress.
@@ -60,6 +64,8 @@ impl Housekeeping {
             next_retry: now,
             next_maint: now,
             next_queue_stats: now,
+            next_watch: now,
+            watch: ForeignWatch::default(),
             retrying: false,
             maint: None,
             slow: None,
@@ -127,6 +133,10 @@ impl Housekeeping {
         }
         if self.maint.is_some() {
             self.maint_call(ctx, session, config).await?;
+            return Ok(Step::More);
+        }
+        if self.next_watch <= now {
+            self.watch_call(ctx, session, config).await?;
             return Ok(Step::More);
         }
         // The figures are only for the HTTP listener: without one nobody reads them,
@@ -203,6 +213,32 @@ impl Housekeeping {
                         job = %Job::QueueStats,
                         sqlstate = e.sqlstate(),
                         "reading the queue figures failed: {e}{repeated}"
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks for another client ticking the database (see `db/foreign.rs`).
+    async fn watch_call(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        self.next_watch = Instant::now() + WATCH_PERIOD.mul_f64(spread_share(&ctx.name));
+        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        let window = RECENT.max(config.ticker_period * 3);
+        match watch::other_tickers(session, &limits, window).await {
+            Ok(seen) => self.watch.saw(ctx, seen),
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::Watch)(e)),
+            Err(e) => {
+                ctx.report(Job::Watch, &e, |repeated| {
+                    warn!(
+                        job = %Job::Watch,
+                        sqlstate = e.sqlstate(),
+                        "looking for another ticker failed: {e}{repeated}"
                     )
                 });
             }

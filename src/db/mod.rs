@@ -13,6 +13,7 @@
 //! - `slow_lane`: slow work on a short-lived second connection.
 
 mod context;
+mod foreign;
 mod housekeeping;
 mod leader;
 mod probe;

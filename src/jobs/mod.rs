@@ -6,6 +6,7 @@ pub mod maint;
 pub mod queue_stats;
 pub mod retry;
 pub mod ticker;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub enum Job {
     QueueStats,
     Retry,
     Ticker,
+    /// The look for another client ticking the database (see `jobs::watch`).
+    Watch,
 }
 
 impl Job {
@@ -47,6 +50,7 @@ impl Job {
             Job::QueueStats => "queue_stats",
             Job::Retry => "retry",
             Job::Ticker => "ticker",
+            Job::Watch => "watch",
         }
     }
 }
@@ -73,6 +77,7 @@ mod tests {
             Job::QueueStats,
             Job::Retry,
             Job::Ticker,
+            Job::Watch,
         ];
         assert!(jobs.windows(2).all(|w| w[0] < w[1]));
         assert!(jobs.windows(2).all(|w| w[0].as_str() < w[1].as_str()));

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{ConsumerStats, DbState, DbStatus, LastError, QueueStats, REPEAT_LOG_INTERVAL};
-use super::{MaintResult, Repeat, Stats, TickerResult};
+use super::{MaintResult, OtherTicker, Repeat, Stats, TickerResult};
 use crate::jobs::Job;
 
 /// One database's entry in [`Stats`], held by its task (behind an `Arc`, shared with
@@ -149,6 +149,11 @@ impl DbStats {
 
     pub fn set_leader(&self, leader: Option<bool>) {
         self.update(|s| s.leader = leader);
+    }
+
+    /// Another client ticking the database (`None`: none seen at the last look).
+    pub fn set_foreign_ticker(&self, other: Option<OtherTicker>) {
+        self.update(|s| s.foreign_ticker = other);
     }
 
     /// PgQ's figures, replacing the previous ones (dropped queues disappear).

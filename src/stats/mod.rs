@@ -93,6 +93,8 @@ pub struct DbStatus {
     pub queues: Vec<QueueStats>,
     pub consumers: Vec<ConsumerStats>,
     pub queue_stats_at: Option<SystemTime>,
+    /// Another client ticking the database, while one is seen.
+    pub foreign_ticker: Option<OtherTicker>,
     /// Rate limiting of identical error lines: when each was last logged and how
     /// many were held back since.
     repeats: BTreeMap<(Job, String), (Instant, u64)>,
@@ -139,6 +141,17 @@ pub struct QueueStats {
     pub events_total: Option<i64>,
     pub last_rotation: Option<f64>,
     pub paused: bool,
+}
+
+/// Another client calling `pgq.ticker()` in a database (see `jobs::watch`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OtherTicker {
+    pub pid: i32,
+    pub application_name: String,
+    /// The client's address, or `local` for a Unix socket.
+    pub client: String,
+    pub backend_start: String,
+    pub query: String,
 }
 
 /// One consumer's figures, as `pgq.get_consumer_info()` reports them.

@@ -6,6 +6,7 @@
 //! the session that made each tick (each instance has its own), and samples of
 //! `pg_stat_activity` count the instances whose backend ran the ticker call recently.
 
+mod foreign;
 mod pair;
 mod patroni;
 mod pooler;

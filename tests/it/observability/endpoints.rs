@@ -23,6 +23,7 @@ pub const FAMILIES: &[&str] = &[
     "pgqd_errors",
     "pgqd_outages",
     "pgqd_connections",
+    "pgqd_foreign_ticker",
     "pgqd_leader",
     "pgqd_queue_stats_timestamp_seconds",
     "pgqd_ticker_call_duration_seconds",

@@ -1,0 +1,141 @@
+//! A ticker that takes no lock (Debian's pgqd 3.5, a cron job) beside ours: reported by
+//! a log line naming it, `pgqd_foreign_ticker` and `/status` while it ticks, and a line
+//! when it is gone; Londiste's four-argument `pgq.ticker(...)` raises no alarm.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{check, eager_queue, pgq_db, wait_for};
+use crate::harness::{Cluster, Daemon, reference_pgqd};
+use crate::observability::{Exposition, free_port, get, listen_on, request, wait_long};
+
+/// Ours, serving `db` with the listener on `port`.
+fn ours(cluster: &Cluster, db: &str, port: u16) -> Daemon {
+    Daemon::start(&format!(
+        "base_connstr = {}\ndatabase_list = {db}\nticker_period = 0.2\n{}",
+        cluster.connstr(),
+        listen_on(port)
+    ))
+}
+
+/// Debian's pgqd 3.5 ticking `db` every second.
+fn pgqd35(cluster: &Cluster, db: &str) -> Daemon {
+    Daemon::start_binary(
+        &reference_pgqd(),
+        &format!(
+            "base_connstr = {}\ndatabase_list = {db}\nticker_period = 1",
+            cluster.connstr()
+        ),
+        &["-v"],
+    )
+}
+
+/// Longer than the watch period (30 s) with room: a change is seen at the next look.
+const LOOK: Duration = Duration::from_secs(75);
+
+/// Waits until the daemon's output holds `needle` `times` times.
+fn wait_lines(daemon: &Daemon, needle: &str, times: usize) {
+    wait_long(daemon, needle, LOOK, || {
+        daemon.output().matches(needle).count() >= times
+    });
+}
+
+/// `pgqd_foreign_ticker` of `db` on the listener at `port`.
+fn foreign_gauge(port: u16, db: &str) -> Option<f64> {
+    let response = request(port, "GET", "/metrics")?;
+    let page = Exposition::parse(&response.body).ok()?;
+    page.value("pgqd_foreign_ticker", &[("datname", db)])
+}
+
+/// The backends of `db` whose last statement is the all-queue ticker call.
+fn ticker_backends(cluster: &Cluster, db: &str) -> Vec<i32> {
+    let rows = cluster
+        .connect("postgres")
+        .query(
+            "select pid from pg_stat_activity where datname = $1 and query ~* 'pgq\\.ticker\\(\\)'",
+            &[&db],
+        )
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// pgqd 3.5 ticking before ours starts, and again after ours runs: each time ours
+/// logs one line naming pgqd 3.5's backend, shows it in `pgqd_foreign_ticker` and
+/// `/status`, and logs its end when pgqd 3.5 stops.
+#[test]
+fn pgqd35_beside_ours_is_reported_until_it_stops() {
+    let cluster = Cluster::start();
+    let db = pgq_db(&cluster, "shared");
+    eager_queue(&cluster, &db, "q");
+    let reference = pgqd35(&cluster, &db);
+    wait_for(&reference, "pgqd 3.5 ticking", || {
+        !ticker_backends(&cluster, &db).is_empty()
+    });
+    let theirs = ticker_backends(&cluster, &db);
+    let port = free_port();
+    let daemon = ours(&cluster, &db, port);
+    wait_lines(
+        &daemon,
+        "another ticker calls pgq.ticker() in this database: pid ",
+        1,
+    );
+    let line = (daemon.output().lines())
+        .find(|l| l.contains("another ticker calls"))
+        .unwrap_or_default()
+        .to_string();
+    check(
+        &daemon,
+        theirs
+            .iter()
+            .any(|pid| line.contains(&format!("pid {pid},"))),
+        &format!("the line names one of pgqd 3.5's backends {theirs:?}: {line}"),
+    );
+    wait_for(&daemon, "pgqd_foreign_ticker = 1", || {
+        foreign_gauge(port, &db) == Some(1.0)
+    });
+    let status = get(port, "/status").json();
+    let shown = &status["databases"][&db]["foreign_ticker"]["pid"];
+    check(
+        &daemon,
+        shown.is_i64(),
+        &format!("/status shows it: {status}"),
+    );
+
+    drop(reference);
+    wait_lines(&daemon, "no longer calls pgq.ticker() in this database", 1);
+    wait_for(&daemon, "pgqd_foreign_ticker = 0", || {
+        foreign_gauge(port, &db) == Some(0.0)
+    });
+
+    // Ours first this time: pgqd 3.5 started beside it is reported too.
+    let _again = pgqd35(&cluster, &db);
+    wait_lines(&daemon, "another ticker calls", 2);
+}
+
+/// Londiste's cascading calls the four-argument `pgq.ticker(queue, tick_id, time,
+/// seq)` on nodes whose queues have an external ticker: a session doing so for longer
+/// than the watch period raises no report.
+#[test]
+fn four_argument_ticker_calls_raise_no_alarm() {
+    let cluster = Cluster::start();
+    let db = pgq_db(&cluster, "cascaded");
+    eager_queue(&cluster, &db, "q");
+    let port = free_port();
+    let daemon = ours(&cluster, &db, port);
+    wait_for(&daemon, "the gauge at 0", || {
+        foreign_gauge(port, &db) == Some(0.0)
+    });
+    let mut londiste = cluster.connect(&db);
+    let start = Instant::now();
+    // Longer than the watch period (30 s), so at least one look falls inside.
+    while start.elapsed() < Duration::from_secs(33) {
+        // Whether pgq accepts the call (the queue has no external ticker) does not
+        // matter: pg_stat_activity shows the statement either way.
+        let _ = londiste.batch_execute("select pgq.ticker('q', 1::bigint, now(), 1::bigint)");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    check(
+        &daemon,
+        !daemon.output().contains("another ticker") && foreign_gauge(port, &db) == Some(0.0),
+        "a four-argument call was reported as another ticker",
+    );
+}
