@@ -44,314 +44,299 @@ impl Collector for StatsCollector {
     }
 }
 
+/// One metric family, as `/metrics` shows it: the name (a counter's without its
+/// `_total`), the help text, the type, and its series read from the databases'
+/// status. Every family pgqd exports (but the ticker call histogram, a metric of its
+/// own) is a row of [`FAMILIES`]; `docs/monitoring.md` lists the same rows, checked
+/// by a test.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    series: fn(&Dbs) -> Vec<Series<'_>>,
+}
+
+/// One series of a family: its labels and its value.
+struct Series<'a> {
+    labels: Vec<(&'static str, &'a str)>,
+    value: Value,
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    Gauge(f64),
+    /// A gauge that counts, shown as an integer.
+    Count(i64),
+    Counter(u64),
+}
+
+const GAUGE: MetricType = MetricType::Gauge;
+const COUNTER: MetricType = MetricType::Counter;
+
+/// The families, in the order `/metrics` shows them.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "pgqd_build_info",
+        help: "The running pgqd's version",
+        kind: GAUGE,
+        series: |_| {
+            vec![Series {
+                labels: vec![("version", crate::VERSION)],
+                value: Value::Count(1),
+            }]
+        },
+    },
+    Family {
+        name: "pgqd_databases",
+        help: "Databases by the state of their task",
+        kind: GAUGE,
+        series: |dbs| {
+            (DbState::ALL.iter())
+                .map(|state| Series {
+                    labels: vec![("state", state.as_str())],
+                    value: Value::Count(dbs.values().filter(|s| s.state == *state).count() as i64),
+                })
+                .collect()
+        },
+    },
+    Family {
+        name: "pgqd_last_tick_timestamp_seconds",
+        help: "When the last successful ticker call of the database ended (Unix time), or, before its first, when this instance began to expect one (task start, pgq installed, promotion); only for the databases this instance should tick, so a demoted or led database does not look stalled",
+        kind: GAUGE,
+        series: |dbs| {
+            per_db(dbs, |s| {
+                s.unticked_since_wall().map(|t| Value::Gauge(unix(t)))
+            })
+        },
+    },
+    Family {
+        name: "pgqd_ticker_calls",
+        help: "Ticker calls by result: ok, fallback (queue by queue), error, timeout",
+        kind: COUNTER,
+        series: |dbs| {
+            per_db_by(dbs, |s| {
+                (s.ticker_calls.iter())
+                    .map(|(result, n)| (vec![("result", result.as_str())], *n))
+                    .collect()
+            })
+        },
+    },
+    Family {
+        name: "pgqd_maint_operations",
+        help: "Maintenance operations by result: ok, error",
+        kind: COUNTER,
+        series: |dbs| {
+            per_db_by(dbs, |s| {
+                (s.maint_operations.iter())
+                    .map(|(result, n)| (vec![("result", result.as_str())], *n))
+                    .collect()
+            })
+        },
+    },
+    Family {
+        name: "pgqd_maint_rounds",
+        help: "Completed maintenance rounds (pgqd's stats line counts them as maint)",
+        kind: COUNTER,
+        series: |dbs| per_db(dbs, |s| Some(Value::Counter(s.maint_rounds))),
+    },
+    Family {
+        name: "pgqd_retry_events",
+        help: "Events moved back into their queue by pgq.maint_retry_events()",
+        kind: COUNTER,
+        series: |dbs| per_db(dbs, |s| Some(Value::Counter(s.retry_events))),
+    },
+    Family {
+        name: "pgqd_errors",
+        help: "Errors by task (the job: probe, ticker, retry, maint, queue_stats, watch; `job` is Prometheus' own label) and SQLSTATE (empty when the server sent none)",
+        kind: COUNTER,
+        series: |dbs| {
+            per_db_by(dbs, |s| {
+                (s.errors.iter())
+                    .map(|((job, code), n)| {
+                        (
+                            vec![("task", job.as_str()), ("sqlstate", code.as_str())],
+                            *n,
+                        )
+                    })
+                    .collect()
+            })
+        },
+    },
+    Family {
+        name: "pgqd_outages",
+        help: "Runs of failures to reach the database",
+        kind: COUNTER,
+        series: |dbs| per_db(dbs, |s| Some(Value::Counter(s.outages))),
+    },
+    Family {
+        name: "pgqd_connections",
+        help: "Connections this pgqd holds to the database",
+        kind: GAUGE,
+        series: |dbs| per_db(dbs, |s| Some(Value::Gauge(s.connections as f64))),
+    },
+    Family {
+        name: "pgqd_foreign_ticker",
+        help: "1 while another client (not holding the leader lock: a pgqd 3.5, a cron job) calls pgq.ticker() in the database, else 0",
+        kind: GAUGE,
+        series: |dbs| per_db(dbs, |s| Some(flag(s.foreign_ticker.is_some()))),
+    },
+    Family {
+        name: "pgqd_leader",
+        help: "1 when this instance holds the database's leader lock, 0 when another does",
+        kind: GAUGE,
+        series: |dbs| per_db(dbs, |s| s.leader.map(flag)),
+    },
+    Family {
+        name: "pgqd_queue_stats_timestamp_seconds",
+        help: "When the queue figures of the database were last read (Unix time)",
+        kind: GAUGE,
+        series: |dbs| per_db(dbs, |s| s.queue_stats_at.map(|t| Value::Gauge(unix(t)))),
+    },
+    Family {
+        name: "pgq_queue_ticker_lag_seconds",
+        help: "Time since the queue's last tick",
+        kind: GAUGE,
+        series: |dbs| per_queue(dbs, |q| q.ticker_lag.map(Value::Gauge)),
+    },
+    Family {
+        name: "pgq_queue_ticker_idle_period_seconds",
+        help: "The queue's ticker_idle_period: the longest expected gap between ticks",
+        kind: GAUGE,
+        series: |dbs| per_queue(dbs, |q| q.idle_period.map(Value::Gauge)),
+    },
+    Family {
+        name: "pgq_queue_new_events",
+        help: "Events inserted since the queue's last tick",
+        kind: GAUGE,
+        series: |dbs| per_queue(dbs, |q| q.new_events.map(|v| Value::Gauge(v as f64))),
+    },
+    Family {
+        name: "pgq_queue_events",
+        help: "Events inserted into the queue since it was created (its event sequence)",
+        kind: COUNTER,
+        series: |dbs| {
+            per_queue(dbs, |q| {
+                q.events_total.map(|v| Value::Counter(v.max(0) as u64))
+            })
+        },
+    },
+    Family {
+        name: "pgq_queue_last_rotation_timestamp_seconds",
+        help: "When the queue's event tables were last rotated (Unix time)",
+        kind: GAUGE,
+        series: |dbs| per_queue(dbs, |q| q.last_rotation.map(Value::Gauge)),
+    },
+    Family {
+        name: "pgq_queue_ticker_paused",
+        help: "1 when the queue's ticker is paused",
+        kind: GAUGE,
+        series: |dbs| per_queue(dbs, |q| Some(flag(q.paused))),
+    },
+    Family {
+        name: "pgq_consumer_lag_seconds",
+        help: "Age of the last tick the consumer has finished",
+        kind: GAUGE,
+        series: |dbs| per_consumer(dbs, |c| c.lag.map(Value::Gauge)),
+    },
+    Family {
+        name: "pgq_consumer_last_seen_seconds",
+        help: "Time since the consumer last finished a batch",
+        kind: GAUGE,
+        series: |dbs| per_consumer(dbs, |c| c.last_seen.map(Value::Gauge)),
+    },
+    Family {
+        name: "pgq_consumer_pending_events",
+        help: "Events the consumer has not read yet",
+        kind: GAUGE,
+        series: |dbs| per_consumer(dbs, |c| c.pending_events.map(|v| Value::Gauge(v as f64))),
+    },
+];
+
 fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
-    build_info(e)?;
-    states(e, dbs)?;
-    per_db_gauge(
-        e,
-        dbs,
-        "pgqd_last_tick_timestamp_seconds",
-        "When the last successful ticker call of the database ended (Unix time), or, before its first, when this instance began to expect one (task start, pgq installed, promotion); only for the databases this instance should tick, so a demoted or led database does not look stalled",
-        |s| s.unticked_since_wall().map(unix),
-    )?;
-    per_db_labelled(
-        e,
-        dbs,
-        "pgqd_ticker_calls",
-        "Ticker calls by result: ok, fallback (queue by queue), error, timeout",
-        "result",
-        |s| {
-            s.ticker_calls
+    for family in FAMILIES {
+        let mut m = e.encode_descriptor(family.name, family.help, None, family.kind)?;
+        for series in (family.series)(dbs) {
+            let labels: Vec<(&str, Escaped)> = series
+                .labels
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), *v))
-                .collect()
-        },
-    )?;
-    per_db_labelled(
-        e,
-        dbs,
-        "pgqd_maint_operations",
-        "Maintenance operations by result: ok, error",
-        "result",
-        |s| {
-            s.maint_operations
-                .iter()
-                .map(|(k, v)| (k.as_str().to_string(), *v))
-                .collect()
-        },
-    )?;
-    per_db_counter(
-        e,
-        dbs,
-        "pgqd_maint_rounds",
-        "Completed maintenance rounds (pgqd's stats line counts them as maint)",
-        |s| s.maint_rounds,
-    )?;
-    per_db_counter(
-        e,
-        dbs,
-        "pgqd_retry_events",
-        "Events moved back into their queue by pgq.maint_retry_events()",
-        |s| s.retry_events,
-    )?;
-    errors(e, dbs)?;
-    per_db_counter(
-        e,
-        dbs,
-        "pgqd_outages",
-        "Runs of failures to reach the database",
-        |s| s.outages,
-    )?;
-    per_db_gauge(
-        e,
-        dbs,
-        "pgqd_connections",
-        "Connections this pgqd holds to the database",
-        |s| Some(s.connections as f64),
-    )?;
-    per_db_gauge(
-        e,
-        dbs,
-        "pgqd_foreign_ticker",
-        "1 while another client (not holding the leader lock: a pgqd 3.5, a cron job) calls pgq.ticker() in the database, else 0",
-        |s| Some(f64::from(u8::from(s.foreign_ticker.is_some()))),
-    )?;
-    per_db_gauge(
-        e,
-        dbs,
-        "pgqd_leader",
-        "1 when this instance holds the database's leader lock, 0 when another does",
-        |s| s.leader.map(|l| f64::from(u8::from(l))),
-    )?;
-    per_db_gauge(
-        e,
-        dbs,
-        "pgqd_queue_stats_timestamp_seconds",
-        "When the queue figures of the database were last read (Unix time)",
-        |s| s.queue_stats_at.map(unix),
-    )?;
-    queue_gauge(
-        e,
-        dbs,
-        "pgq_queue_ticker_lag_seconds",
-        "Time since the queue's last tick",
-        |q| q.ticker_lag,
-    )?;
-    queue_gauge(
-        e,
-        dbs,
-        "pgq_queue_ticker_idle_period_seconds",
-        "The queue's ticker_idle_period: the longest expected gap between ticks",
-        |q| q.idle_period,
-    )?;
-    queue_gauge(
-        e,
-        dbs,
-        "pgq_queue_new_events",
-        "Events inserted since the queue's last tick",
-        |q| q.new_events.map(|v| v as f64),
-    )?;
-    queue_counter(e, dbs)?;
-    queue_gauge(
-        e,
-        dbs,
-        "pgq_queue_last_rotation_timestamp_seconds",
-        "When the queue's event tables were last rotated (Unix time)",
-        |q| q.last_rotation,
-    )?;
-    queue_gauge(
-        e,
-        dbs,
-        "pgq_queue_ticker_paused",
-        "1 when the queue's ticker is paused",
-        |q| Some(f64::from(u8::from(q.paused))),
-    )?;
-    consumer_gauge(
-        e,
-        dbs,
-        "pgq_consumer_lag_seconds",
-        "Age of the last tick the consumer has finished",
-        |c| c.lag,
-    )?;
-    consumer_gauge(
-        e,
-        dbs,
-        "pgq_consumer_last_seen_seconds",
-        "Time since the consumer last finished a batch",
-        |c| c.last_seen,
-    )?;
-    consumer_gauge(
-        e,
-        dbs,
-        "pgq_consumer_pending_events",
-        "Events the consumer has not read yet",
-        |c| c.pending_events.map(|v| v as f64),
-    )?;
-    Ok(())
-}
-
-fn build_info(e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(
-        "pgqd_build_info",
-        "The running pgqd's version",
-        None,
-        MetricType::Gauge,
-    )?;
-    m.encode_family(&[("version", crate::VERSION)])?
-        .encode_gauge(&1i64)
-}
-
-fn states(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(
-        "pgqd_databases",
-        "Databases by the state of their task",
-        None,
-        MetricType::Gauge,
-    )?;
-    for state in DbState::ALL {
-        let count = dbs.values().filter(|s| s.state == state).count() as i64;
-        m.encode_family(&[("state", state.as_str())])?
-            .encode_gauge(&count)?;
-    }
-    Ok(())
-}
-
-fn per_db_gauge(
-    e: &mut DescriptorEncoder,
-    dbs: &Dbs,
-    name: &str,
-    help: &str,
-    value: impl Fn(&DbStatus) -> Option<f64>,
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (db, status) in dbs {
-        if let Some(v) = value(status) {
-            m.encode_family(&[("datname", Escaped(db))])?
-                .encode_gauge(&v)?;
-        }
-    }
-    Ok(())
-}
-
-fn per_db_counter(
-    e: &mut DescriptorEncoder,
-    dbs: &Dbs,
-    name: &str,
-    help: &str,
-    value: impl Fn(&DbStatus) -> u64,
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (db, status) in dbs {
-        counter(&mut m, &[("datname", Escaped(db))], value(status))?;
-    }
-    Ok(())
-}
-
-fn per_db_labelled(
-    e: &mut DescriptorEncoder,
-    dbs: &Dbs,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: impl Fn(&DbStatus) -> Vec<(String, u64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (db, status) in dbs {
-        for (key, v) in values(status) {
-            counter(
-                &mut m,
-                &[("datname", Escaped(db)), (label, Escaped(&key))],
-                v,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn errors(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(
-        "pgqd_errors",
-        "Errors by task (the job: probe, ticker, retry, maint, queue_stats; `job` is Prometheus' own label) and SQLSTATE (empty when the server sent none)",
-        None,
-        MetricType::Counter,
-    )?;
-    for (db, status) in dbs {
-        for ((job, code), v) in &status.errors {
-            counter(
-                &mut m,
-                &[
-                    ("datname", Escaped(db)),
-                    ("task", Escaped(job.as_str())),
-                    ("sqlstate", Escaped(code)),
-                ],
-                *v,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn queue_gauge(
-    e: &mut DescriptorEncoder,
-    dbs: &Dbs,
-    name: &str,
-    help: &str,
-    value: impl Fn(&QueueStats) -> Option<f64>,
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (db, status) in dbs {
-        for q in &status.queues {
-            if let Some(v) = value(q) {
-                m.encode_family(&[("datname", Escaped(db)), ("queue", Escaped(&q.name))])?
-                    .encode_gauge(&v)?;
+                .map(|(k, v)| (*k, Escaped(v)))
+                .collect();
+            match series.value {
+                Value::Gauge(v) => m.encode_family(&labels)?.encode_gauge(&v)?,
+                Value::Count(v) => m.encode_family(&labels)?.encode_gauge(&v)?,
+                Value::Counter(v) => counter(&mut m, &labels, v)?,
             }
         }
     }
     Ok(())
 }
 
-fn queue_counter(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(
-        "pgq_queue_events",
-        "Events inserted into the queue since it was created (its event sequence)",
-        None,
-        MetricType::Counter,
-    )?;
-    for (db, status) in dbs {
-        for q in &status.queues {
-            if let Some(v) = q.events_total {
-                counter(
-                    &mut m,
-                    &[("datname", Escaped(db)), ("queue", Escaped(&q.name))],
-                    v.max(0) as u64,
-                )?;
+/// 1 or 0.
+fn flag(on: bool) -> Value {
+    Value::Gauge(f64::from(u8::from(on)))
+}
+
+/// One series per database with a value.
+fn per_db(dbs: &Dbs, value: impl Fn(&DbStatus) -> Option<Value>) -> Vec<Series<'_>> {
+    (dbs.iter())
+        .filter_map(|(db, s)| {
+            Some(Series {
+                labels: vec![("datname", db.as_str())],
+                value: value(s)?,
+            })
+        })
+        .collect()
+}
+
+/// Counters per database and further labels.
+fn per_db_by<'a>(
+    dbs: &'a Dbs,
+    values: impl Fn(&'a DbStatus) -> Vec<(Vec<(&'static str, &'a str)>, u64)>,
+) -> Vec<Series<'a>> {
+    let mut out = Vec::new();
+    for (db, s) in dbs {
+        for (labels, n) in values(s) {
+            let mut all = vec![("datname", db.as_str())];
+            all.extend(labels);
+            out.push(Series {
+                labels: all,
+                value: Value::Counter(n),
+            });
+        }
+    }
+    out
+}
+
+/// One series per queue with a value.
+fn per_queue(dbs: &Dbs, value: impl Fn(&QueueStats) -> Option<Value>) -> Vec<Series<'_>> {
+    let mut out = Vec::new();
+    for (db, s) in dbs {
+        for q in &s.queues {
+            if let Some(value) = value(q) {
+                let labels = vec![("datname", db.as_str()), ("queue", q.name.as_str())];
+                out.push(Series { labels, value });
             }
         }
     }
-    Ok(())
+    out
 }
 
-fn consumer_gauge(
-    e: &mut DescriptorEncoder,
-    dbs: &Dbs,
-    name: &str,
-    help: &str,
-    value: impl Fn(&ConsumerStats) -> Option<f64>,
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (db, status) in dbs {
-        for c in &status.consumers {
-            if let Some(v) = value(c) {
-                let labels = [
-                    ("datname", Escaped(db)),
-                    ("queue", Escaped(&c.queue)),
-                    ("consumer", Escaped(&c.name)),
+/// One series per consumer with a value.
+fn per_consumer(dbs: &Dbs, value: impl Fn(&ConsumerStats) -> Option<Value>) -> Vec<Series<'_>> {
+    let mut out = Vec::new();
+    for (db, s) in dbs {
+        for c in &s.consumers {
+            if let Some(value) = value(c) {
+                let labels = vec![
+                    ("datname", db.as_str()),
+                    ("queue", c.queue.as_str()),
+                    ("consumer", c.name.as_str()),
                 ];
-                m.encode_family(&labels)?.encode_gauge(&v)?;
+                out.push(Series { labels, value });
             }
         }
     }
-    Ok(())
+    out
 }
 
 fn counter(
