@@ -121,70 +121,74 @@ impl HttpServer {
 fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let head = request.method() == Method::HEAD;
     if !head && request.method() != Method::GET {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            JSON,
-            error_body("use GET or HEAD"),
-            false,
-        );
+        return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD")
+            .into_response(false);
     }
     let config = shared.settings.borrow().clone();
-    let (status, content_type, body) = match request.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            OPENMETRICS,
-            crate::metrics::render(&shared.registry),
-        ),
+    let answer = match request.uri().path() {
+        "/metrics" => Answer {
+            status: StatusCode::OK,
+            content_type: OPENMETRICS,
+            body: crate::metrics::render(&shared.registry),
+        },
         "/livez" => check(health::live(&shared.stats, &config)),
         "/readyz" => check(health::ready(&shared.stats)),
         "/healthz" => healthz(shared, &config, request.uri().query()),
-        "/status" => (StatusCode::OK, JSON, status(&shared.stats).to_string()),
-        _ => (StatusCode::NOT_FOUND, JSON, error_body("no such path")),
+        "/status" => Answer::json(StatusCode::OK, status(&shared.stats)),
+        _ => Answer::error(StatusCode::NOT_FOUND, "no such path"),
     };
-    reply(status, content_type, body, head)
+    answer.into_response(head)
 }
 
-fn reply(
+/// What an endpoint answers, before it becomes an HTTP response.
+struct Answer {
     status: StatusCode,
     content_type: &'static str,
     body: String,
-    head: bool,
-) -> Response<Full<Bytes>> {
-    let body = if head {
-        Bytes::new()
-    } else {
-        Bytes::from(body)
-    };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
 
-fn error_body(message: &str) -> String {
-    json!({ "status": "error", "error": message }).to_string()
+impl Answer {
+    fn json(status: StatusCode, body: Value) -> Answer {
+        Answer {
+            status,
+            content_type: JSON,
+            body: body.to_string(),
+        }
+    }
+
+    fn error(status: StatusCode, message: &str) -> Answer {
+        Answer::json(status, json!({ "status": "error", "error": message }))
+    }
+
+    /// The response; without its body for a HEAD request.
+    fn into_response(self, head: bool) -> Response<Full<Bytes>> {
+        let body = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(self.body)
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        response
+    }
 }
 
-fn check(result: Result<(), String>) -> (StatusCode, &'static str, String) {
+fn check(result: Result<(), String>) -> Answer {
     match result {
-        Ok(()) => (StatusCode::OK, JSON, json!({ "status": "ok" }).to_string()),
-        Err(why) => (
+        Ok(()) => Answer::json(StatusCode::OK, json!({ "status": "ok" })),
+        Err(why) => Answer::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            JSON,
-            json!({ "status": "fail", "reason": why }).to_string(),
+            json!({ "status": "fail", "reason": why }),
         ),
     }
 }
 
 /// `/healthz[?max_tick_age=10s]`: 200 when every database this instance should tick
 /// ticked within the age, else 503 naming the stale ones and why.
-fn healthz(
-    shared: &Shared,
-    config: &Config,
-    query: Option<&str>,
-) -> (StatusCode, &'static str, String) {
+fn healthz(shared: &Shared, config: &Config, query: Option<&str>) -> Answer {
     let requested = query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -193,10 +197,9 @@ fn healthz(
         None => health::default_max_tick_age(config),
         Some(Some(age)) => age,
         Some(None) => {
-            return (
+            return Answer::error(
                 StatusCode::BAD_REQUEST,
-                JSON,
-                error_body("max_tick_age must be seconds, like 10s, 1.5 or 500ms"),
+                "max_tick_age must be seconds, like 10s, 1.5 or 500ms",
             );
         }
     };
@@ -211,7 +214,7 @@ fn healthz(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, JSON, body.to_string())
+    Answer::json(code, body)
 }
 
 /// `10`, `10s`, `1.5s` or `500ms`.

@@ -168,12 +168,15 @@ impl Housekeeping {
         session: &Session,
         config: &Config,
     ) -> Result<(), End> {
-        let (limits, inline_only) = inline(ctx, config, config.retry_timeout);
+        let Inline {
+            limits,
+            moves_on_timeout,
+        } = inline(ctx, config, config.retry_timeout);
         match retry::call(session, &limits).await {
             Ok(0) => self.retry_done(config.retry_period),
             Ok(moved) => ctx.stats.retried(moved),
             Err(e) if e.ends_connection() => return Err(End::failed(Job::Retry)(e)),
-            Err(e) if e.is_timeout() && !inline_only => {
+            Err(e) if e.is_timeout() && moves_on_timeout => {
                 self.retry_done(config.retry_period);
                 self.move_to_slow_lane(ctx, SlowWork::Retry);
             }
@@ -203,7 +206,7 @@ impl Housekeeping {
         // Jittered per database, so a thousand databases do not read at once.
         let period = config.queue_stats_period.mul_f64(spread_share(&ctx.name));
         self.next_queue_stats = Instant::now() + period;
-        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        let limits = inline(ctx, config, config.maint_timeout).limits;
         match queue_stats::collect(session, &limits).await {
             Ok((queues, consumers)) => ctx.stats.set_queue_stats(queues, consumers),
             Err(e) if e.ends_connection() => return Err(End::failed(Job::QueueStats)(e)),
@@ -228,7 +231,7 @@ impl Housekeeping {
         config: &Config,
     ) -> Result<(), End> {
         self.next_watch = Instant::now() + WATCH_PERIOD.mul_f64(spread_share(&ctx.name));
-        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        let limits = inline(ctx, config, config.maint_timeout).limits;
         let window = RECENT.max(config.ticker_period * 3);
         match watch::other_tickers(session, &limits, window).await {
             Ok(seen) => self.watch.saw(ctx, seen),
@@ -257,7 +260,7 @@ impl Housekeeping {
         session: &Session,
         config: &Config,
     ) -> Result<(), End> {
-        let (limits, _) = inline(ctx, config, config.maint_timeout);
+        let limits = inline(ctx, config, config.maint_timeout).limits;
         match maint::operations(session, &limits).await {
             Ok(operations) => {
                 self.maint = Some(MaintRound::new(operations));
@@ -283,10 +286,11 @@ impl Housekeeping {
         let Some(mut round) = self.maint.take() else {
             return Ok(());
         };
-        let (limits, inline_only) = inline(ctx, config, config.maint_timeout);
-        let lane = Lane::Inline {
-            moves_on_timeout: !inline_only,
-        };
+        let Inline {
+            limits,
+            moves_on_timeout,
+        } = inline(ctx, config, config.maint_timeout);
+        let lane = Lane::Inline { moves_on_timeout };
         match round.step(ctx, session, &limits, lane).await {
             Progress::Called => self.maint = Some(round),
             Progress::Finished => {
@@ -310,13 +314,24 @@ impl Housekeeping {
     }
 }
 
+/// The limits of one inline call, and whether a timeout under them would mean the
+/// work belongs on the second connection.
+struct Inline<'a> {
+    limits: Limits<'a>,
+    /// The bound is half a ticker_period, shorter than the job's own timeout: a call
+    /// that overruns it is cancelled and its work moved, not failed.
+    moves_on_timeout: bool,
+}
+
 /// Limits for an inline call: half a ticker_period, or the job's own timeout when
 /// that is shorter (then a timeout is the job's, not a reason to move it).
-fn inline<'a>(ctx: &'a DbContext, config: &Config, job_timeout: Duration) -> (Limits<'a>, bool) {
+fn inline<'a>(ctx: &'a DbContext, config: &Config, job_timeout: Duration) -> Inline<'a> {
     let bound = (config.ticker_period / 2).max(MIN_INLINE);
-    let limits = Limits {
-        timeout: bound.min(job_timeout),
-        shutdown: &ctx.shutdown,
-    };
-    (limits, job_timeout <= bound)
+    Inline {
+        limits: Limits {
+            timeout: bound.min(job_timeout),
+            shutdown: &ctx.shutdown,
+        },
+        moves_on_timeout: job_timeout > bound,
+    }
 }
