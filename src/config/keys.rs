@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use pgconninfo::ConnStr;
 
-use super::value::{Connstr, Facility, File, Format, Integer, List, Raw, Rule, Seconds, Text};
-use super::{ConfigError, Entry, LogFormat, Origin};
+use super::value::{
+    Connstr, Facility, File, Foreign, Format, Integer, List, Raw, Rule, Seconds, Text,
+};
+use super::{ConfigError, Entry, ForeignTicker, LogFormat, Origin};
 
 /// One key of the table.
 pub struct Key {
@@ -96,6 +98,9 @@ settings! {
     /// for the round and closed after it, as pgqd 3.5; 0: between ticks on the
     /// ticker's connection.
     round_connections: i64 = Integer, "0";
+    /// Another client calling `pgq.ticker()` in a database (a pgqd 3.5 left running):
+    /// `warn` reports it, `yield` also stops ticking that database while it ticks.
+    foreign_ticker: ForeignTicker = Foreign, "warn";
 }
 
 /// The key called `name`.

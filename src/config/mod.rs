@@ -35,6 +35,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// What to do about another client ticking a database (see `jobs::watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForeignTicker {
+    /// Report it and go on ticking.
+    #[default]
+    Warn,
+    /// Report it and stop ticking (and housekeeping) that database while it ticks.
+    Yield,
+}
+
 /// Where a raw entry (and so an effective value) came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {

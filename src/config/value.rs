@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pgconninfo::ConnStr;
 
-use super::LogFormat;
+use super::{ForeignTicker, LogFormat};
 
 /// A value before typing.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +250,26 @@ impl Rule for Format {
         match value {
             LogFormat::Text => "text".into(),
             LogFormat::Json => "json".into(),
+        }
+    }
+}
+
+/// `foreign_ticker`: `warn` or `yield`.
+pub struct Foreign;
+
+impl Rule for Foreign {
+    type Value = ForeignTicker;
+    fn parse(raw: &Raw) -> Result<ForeignTicker, String> {
+        match text(raw, "warn or yield")? {
+            "warn" => Ok(ForeignTicker::Warn),
+            "yield" => Ok(ForeignTicker::Yield),
+            _ => Err("expected warn or yield".into()),
+        }
+    }
+    fn show(value: &ForeignTicker) -> String {
+        match value {
+            ForeignTicker::Warn => "warn".into(),
+            ForeignTicker::Yield => "yield".into(),
         }
     }
 }

@@ -32,7 +32,16 @@ pub struct ForeignWatch {
     told_hidden: bool,
 }
 
+/// How often the other sessions are looked at while this pgqd yields to another
+/// ticker, so that ticking starts again soon after it stops.
+pub const YIELD_WATCH_PERIOD: Duration = Duration::from_secs(2);
+
 impl ForeignWatch {
+    /// Whether another ticker was seen at the last look.
+    pub fn seeing(&self) -> bool {
+        self.seen.is_some()
+    }
+
     /// Takes in one look's findings: logs what changed and shows it in the stats.
     pub fn saw(&mut self, ctx: &DbContext, seen: Seen) {
         if seen.hidden && !self.told_hidden {

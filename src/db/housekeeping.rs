@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use super::context::{DbContext, End};
-use super::foreign::{ForeignWatch, RECENT, WATCH_PERIOD};
+use super::foreign::{ForeignWatch, RECENT, WATCH_PERIOD, YIELD_WATCH_PERIOD};
 use super::round::{Lane, MaintRound, Progress, planning_failed};
 use super::slow_lane::{self, SlowWork};
-use crate::config::Config;
+use crate::config::{Config, ForeignTicker};
 use crate::jobs::{Job, Limits, maint, queue_stats, retry, watch};
 use crate::pg::Session;
 use crate::schedule::spread_share;
@@ -223,6 +223,25 @@ impl Housekeeping {
         Ok(())
     }
 
+    /// Whether this pgqd leaves the database to another ticker now
+    /// (`foreign_ticker = yield` and one was seen at the last look).
+    pub fn yielding(&self, config: &Config) -> bool {
+        config.foreign_ticker == ForeignTicker::Yield && self.watch.seeing()
+    }
+
+    /// While yielding: only the look for the other ticker, when due.
+    pub async fn watch_only(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        if self.next_watch <= Instant::now() {
+            self.watch_call(ctx, session, config).await?;
+        }
+        Ok(())
+    }
+
     /// Looks for another client ticking the database (see `db/foreign.rs`).
     async fn watch_call(
         &mut self,
@@ -234,7 +253,12 @@ impl Housekeeping {
         let limits = inline(ctx, config, config.maint_timeout).limits;
         let window = RECENT.max(config.ticker_period * 3);
         match watch::other_tickers(session, &limits, window).await {
-            Ok(seen) => self.watch.saw(ctx, seen),
+            Ok(seen) => {
+                self.watch.saw(ctx, seen);
+                if self.yielding(config) {
+                    self.next_watch = Instant::now() + YIELD_WATCH_PERIOD;
+                }
+            }
             Err(e) if e.ends_connection() => return Err(End::failed(Job::Watch)(e)),
             Err(e) => {
                 ctx.report(Job::Watch, &e, |repeated| {

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::jobs::{Job, Limits, ticker};
 use crate::pg::{PgError, Session};
 use crate::schedule::{Every, spread_share};
+use crate::stats::DbState;
 
 /// The ticking phase of one database.
 pub struct Ticking<'a> {
@@ -35,6 +36,8 @@ pub struct Ticking<'a> {
     lifetime_share: f64,
     /// At least one ticker call succeeded in this phase.
     ticked: bool,
+    /// Leaving the database to another ticker (`foreign_ticker = yield`).
+    yielded: bool,
 }
 
 impl<'a> Ticking<'a> {
@@ -57,6 +60,7 @@ impl<'a> Ticking<'a> {
             replace: false,
             lifetime_share: spread_share(&ctx.name),
             ticked: false,
+            yielded: false,
         }
     }
 
@@ -107,6 +111,11 @@ impl<'a> Ticking<'a> {
         self.leadership
             .keep(self.ctx, &self.session, config)
             .await?;
+        if self.yield_turn(config) {
+            return (self.housekeeping)
+                .watch_only(self.ctx, &self.session, config)
+                .await;
+        }
         self.tick(config).await?;
         if self.replace {
             return Ok(());
@@ -115,6 +124,24 @@ impl<'a> Ticking<'a> {
         self.housekeeping
             .turn(self.ctx, &self.session, config, budget)
             .await
+    }
+
+    /// Whether this turn leaves the database to another ticker (`foreign_ticker =
+    /// yield`): no tick and no housekeeping, only the look that tells when it stopped.
+    fn yield_turn(&mut self, config: &Config) -> bool {
+        let yielding = self.housekeeping.yielding(config);
+        if yielding && !self.yielded {
+            warn!(
+                job = %Job::Watch,
+                "foreign_ticker = yield: no ticks or housekeeping from here while the other ticker ticks this database"
+            );
+            self.ctx.stats.set_state(DbState::Yielding);
+        } else if !yielding && self.yielded {
+            info!(job = %Job::Watch, "ticking again: no other ticker seen");
+            self.ctx.stats.set_state(DbState::Ticking);
+        }
+        self.yielded = yielding;
+        yielding
     }
 
     async fn tick(&mut self, config: &Config) -> Result<(), End> {

@@ -16,16 +16,19 @@ pub enum DbState {
     BackingOff,
     /// Another instance holds this database's leader lock and ticks it; this one waits.
     Follower,
+    /// Another client ticks the database and `foreign_ticker = yield`: this one waits.
+    Yielding,
 }
 
 impl DbState {
-    pub const ALL: [DbState; 6] = [
+    pub const ALL: [DbState; 7] = [
         DbState::Probing,
         DbState::NoPgq,
         DbState::Standby,
         DbState::Ticking,
         DbState::BackingOff,
         DbState::Follower,
+        DbState::Yielding,
     ];
 
     /// The name used in metrics labels and `/status`.
@@ -37,6 +40,7 @@ impl DbState {
             DbState::Ticking => "ticking",
             DbState::BackingOff => "backing_off",
             DbState::Follower => "follower",
+            DbState::Yielding => "yielding",
         }
     }
 

@@ -139,3 +139,52 @@ fn four_argument_ticker_calls_raise_no_alarm() {
         "a four-argument call was reported as another ticker",
     );
 }
+
+/// With `foreign_ticker = yield`, ours leaves a database that pgqd 3.5 ticks to it:
+/// state `yielding`, no tick of its own while pgqd 3.5 runs; once pgqd 3.5 stops, ours
+/// ticks it again by itself.
+#[test]
+fn yield_leaves_the_database_to_pgqd35_until_it_stops() {
+    let cluster = Cluster::start();
+    let db = pgq_db(&cluster, "yielded");
+    eager_queue(&cluster, &db, "q");
+    let mut client = cluster.connect(&db);
+    client.batch_execute(super::LOG_TICKS).unwrap();
+    let reference = pgqd35(&cluster, &db);
+    wait_for(&reference, "pgqd 3.5 ticking", || {
+        !ticker_backends(&cluster, &db).is_empty()
+    });
+    let port = free_port();
+    let daemon = Daemon::start(&format!(
+        "base_connstr = {} application_name=ours\ndatabase_list = {db}\nticker_period = 0.2\nforeign_ticker = yield\n{}",
+        cluster.connstr(),
+        listen_on(port)
+    ));
+    wait_lines(&daemon, "no ticks or housekeeping from here", 1);
+    let state = || get(port, "/status").json()["databases"][&db]["state"].clone();
+    check(
+        &daemon,
+        state() == "yielding",
+        &format!("state {}", state()),
+    );
+    let before = super::ticks_by(&mut client, "ours");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = super::ticks_by(&mut client, "ours");
+    check(
+        &daemon,
+        after == before,
+        &format!("ours ticked {} times while yielding", after - before),
+    );
+    let healthz = request(port, "GET", "/healthz?max_tick_age=1s").map(|r| r.status);
+    check(
+        &daemon,
+        healthz == Some(200),
+        &format!("/healthz {healthz:?} while yielding"),
+    );
+
+    drop(reference);
+    wait_lines(&daemon, "ticking again: no other ticker seen", 1);
+    wait_for(&daemon, "ours ticking again", || {
+        super::ticks_by(&mut client, "ours") > after + 2
+    });
+}
