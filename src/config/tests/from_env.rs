@@ -62,6 +62,7 @@ fn every_key_from_the_environment() {
         ("queue_stats_period", "15"),
         ("leader_lock", "0"),
         ("round_connections", "1"),
+        ("foreign_ticker", "yield"),
     ];
     assert_eq!(settings.len(), known_keys().len());
     let ini: String = settings

@@ -75,6 +75,7 @@ http_listen = 127.0.0.1:9650
 queue_stats_period = 15
 leader_lock = 0
 round_connections = 1
+foreign_ticker = yield
 ")
     .unwrap();
     let from_toml = toml_text(
@@ -102,6 +103,7 @@ http_listen = "127.0.0.1:9650"
 queue_stats_period = 15
 leader_lock = 0
 round_connections = 1
+foreign_ticker = "yield"
 "#,
     )
     .unwrap();
@@ -113,6 +115,7 @@ round_connections = 1
     assert_eq!(from_ini.queue_stats_period, Duration::from_secs(15));
     assert_eq!(from_ini.base_connstr.expose(), "host=/tmp port=5433");
     assert_eq!(from_ini.log_format, LogFormat::Json);
+    assert_eq!(from_ini.foreign_ticker, crate::config::ForeignTicker::Yield);
     assert_eq!(from_ini.logfile.as_deref(), Some(Path::new("/tmp/l.log")));
 }
 
@@ -135,7 +138,7 @@ fn defaults_are_valid() {
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 23, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 24, "{:?}", known_keys());
 }
 
 /// An unknown key is an error naming key, file and line.
