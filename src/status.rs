@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::db::HAS_PGQ;
-use crate::jobs::{Limits, queue_stats};
+use crate::jobs::{Limits, queue_stats, watch};
 use crate::pg::{PgError, Session};
-use crate::stats::ConsumerStats;
+use crate::stats::{ConsumerStats, OtherTicker};
 
 const ROLE_AND_VERSION: &str = "select pg_catalog.pg_is_in_recovery(), pgq.version()";
 const QUEUES: &str = "select queue_name,
@@ -36,6 +36,8 @@ const STALLED_IDLE_PERIODS: f64 = 1.5;
 /// Rotation is blocked when the tables were last switched this many rotation periods ago.
 const BLOCKED_ROTATION_PERIODS: f64 = 2.0;
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// A ticker call this recent counts as a ticker of the database.
+const RECENT_TICKER: Duration = Duration::from_secs(10);
 
 /// One database's report.
 #[derive(Debug, Serialize)]
@@ -47,6 +49,9 @@ struct Database {
     error: Option<String>,
     queues: Vec<Queue>,
     consumers: Vec<ConsumerStats>,
+    /// The clients that called the all-queue `pgq.ticker()` lately: one (a pgqd) is
+    /// normal; more than one is flagged (a pgqd 3.5 left running beside this one).
+    tickers: Vec<OtherTicker>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,9 +105,9 @@ pub fn report(path: &Path, json: bool) -> ExitCode {
             print!("{}", describe(db));
         }
     }
-    let flagged = databases
-        .iter()
-        .any(|d| d.error.is_some() || d.queues.iter().any(|q| !q.flags.is_empty()));
+    let flagged = databases.iter().any(|d| {
+        d.error.is_some() || d.tickers.len() > 1 || d.queues.iter().any(|q| !q.flags.is_empty())
+    });
     if flagged {
         ExitCode::FAILURE
     } else {
@@ -126,6 +131,7 @@ async fn gather(config: &Config) -> Result<Vec<Database>, PgError> {
             error: None,
             queues: Vec::new(),
             consumers: Vec::new(),
+            tickers: Vec::new(),
         };
         if let Err(e) = inspect(config, &defaults, &token, &mut db).await {
             db.role = "error";
@@ -166,6 +172,11 @@ async fn inspect(
     db.role = if standby { "standby" } else { "primary" };
     db.pgq_version = rows.first().and_then(|r| r.try_get(1).ok()).flatten();
     db.consumers = queue_stats::consumers(&session, &limits).await?;
+    if !standby {
+        db.tickers = watch::other_tickers(&session, &limits, RECENT_TICKER)
+            .await?
+            .tickers;
+    }
     for row in session.query(QUEUES, &[], QUERY_TIMEOUT, token).await? {
         let mut queue = Queue {
             name: row.try_get(0).unwrap_or_default(),
@@ -230,6 +241,17 @@ fn describe(db: &Database) -> String {
         text.push_str(&format!(": {error}"));
     }
     text.push('\n');
+    if !db.tickers.is_empty() {
+        let tickers: Vec<String> = (db.tickers.iter())
+            .map(|t| format!("pid {} ({}, {})", t.pid, t.application_name, t.client))
+            .collect();
+        let flag = if db.tickers.len() > 1 {
+            "  SEVERAL TICKERS"
+        } else {
+            ""
+        };
+        text.push_str(&format!("  tickers: {}{flag}\n", tickers.join(", ")));
+    }
     for q in &db.queues {
         text.push_str(&format!(
             "  queue {}: ticker lag {} (idle period {}), {} events/s, {} new events, rotated {} ago{}\n",

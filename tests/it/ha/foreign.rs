@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::engine::{check, eager_queue, pgq_db, wait_for};
-use crate::harness::{Cluster, Daemon, reference_pgqd};
+use crate::harness::{Cluster, Daemon, pgqd, reference_pgqd};
 use crate::observability::{Exposition, free_port, get, listen_on, request, wait_long};
 
 /// Ours, serving `db` with the listener on `port`.
@@ -98,6 +98,22 @@ fn pgqd35_beside_ours_is_reported_until_it_stops() {
         &daemon,
         shown.is_i64(),
         &format!("/status shows it: {status}"),
+    );
+    // pgqd --status, run beside them, lists both tickers and flags the database.
+    let out = pgqd()
+        .args(["--status", "--json"])
+        .arg(daemon.config_path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let tickers = report[0]["tickers"].as_array().map_or(0, Vec::len);
+    check(
+        &daemon,
+        out.status.code() == Some(1) && tickers == 2,
+        &format!(
+            "--status exit {:?}, {tickers} tickers: {report}",
+            out.status.code()
+        ),
     );
 
     drop(reference);
