@@ -156,7 +156,11 @@ EOF
     podman run --rm --network none -v "$CACHE/deb/out:/deb:ro" localhost/pgqd35-root sh -ec '
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /deb/pgqd.deb </dev/null >/dev/null
         dpkg -s pgqd-rs | grep -q "^Status: install ok installed"
-        ! dpkg -s pgqd 2>/dev/null | grep -q "^Status: install ok installed"
+        # (not "! dpkg ... | grep": a negated pipeline is exempt from -e)
+        if dpkg -s pgqd 2>/dev/null | grep -q "^Status: install ok installed"; then
+            echo "pgqd 3.5 is still installed" >&2
+            exit 1
+        fi
         tail -1 /etc/pgqd.ini | grep -qx "ticker_period = 2"
         [ -f /usr/lib/systemd/system/pgqd.service ] || [ -f /lib/systemd/system/pgqd.service ]
         pgqd -V | grep -q "^pgqd version"
@@ -250,7 +254,15 @@ test_secret() {
     # --tmpfs: podman 4.3 cannot add /run/secrets to a read-only root by itself.
     run_pgqd pgqd-secret --tmpfs /run/secrets --secret pgqd-connstr -e PGQD_BASE_CONNSTR_FILE=/run/secrets/pgqd-connstr
     assert_ticks "the container with PGQD_BASE_CONNSTR_FILE"
-    podman exec pgqd-secret pgqd --check /etc/pgqd/pgqd.ini >>"$TMP/pgqd-secret.check" 2>&1 || true
+    # --check works and shows the secret's connection string, its password masked: the
+    # password grep below then reads what --check prints, not an error message.
+    podman exec pgqd-secret pgqd --check /etc/pgqd/pgqd.ini >"$TMP/pgqd-secret.check" 2>&1 ||
+        fail "pgqd --check in pgqd-secret: $(cat "$TMP/pgqd-secret.check")"
+    if ! grep -qx "# from PGQD_BASE_CONNSTR_FILE (default: empty)" "$TMP/pgqd-secret.check" ||
+        ! grep -qxF "base_connstr = host=/var/run/postgresql port=$PORT user=ticker password=********" "$TMP/pgqd-secret.check"; then
+        fail "pgqd --check does not show the secret's connection string, masked: $(cat "$TMP/pgqd-secret.check")"
+    fi
+    echo "ok: --check shows the connection string from the secret, password masked"
     wait_for "a passing health check" healthy pgqd-secret
     step "the health check fails once ticking stops (server stopped)"
     stop_cluster

@@ -6,7 +6,8 @@
 # relocatable install with pg_config and PGXS), pgq built from its source tarball and
 # installed into it, then the tests with TEST_PG_BINDIR pointing at it. Downloads
 # and builds are cached. A test that fails is run again alone, to tell an
-# incompatibility (fails again) from a timing flake under load (passes alone).
+# incompatibility (fails again) from a timing flake under load (passes alone); a
+# flake is reported as one, counted, never as a pass.
 #
 # Usage: scripts/pg-matrix.sh [--pgq TARBALL] [--cache DIR] [MAJOR|X.Y.Z ...] [-- TEST ARGS]
 #   MAJOR          14 16 17 18 (the default), 15 (a control run beside the
@@ -17,8 +18,10 @@
 #
 # bench_smoke is skipped: it runs bench/run.sh, which always uses the distribution's
 # PostgreSQL and pgqd 3.5, so it would test nothing about the major under test.
-# Ends with a table (also in CACHE/results.md); exits 1 when a test fails again alone
-# or a run gives no result. Needs python3 with pip, gcc, make, tar; as root, the
+# Ends with a table (also in CACHE/results.md): per major the tests that passed, failed
+# alone, and flaked (failed in the run, passed alone). Exits 1 when a test fails again
+# alone or a run gives no result, 3 when the only failures were flakes, 0 when every
+# test passed in the run. Needs python3 with pip, gcc, make, tar; as root, the
 # `postgres` user (initdb refuses root) must be able to reach the cache dir (the
 # installs in it are made world-readable).
 set -euo pipefail
@@ -155,16 +158,23 @@ run_tests() {
     FAILED_TESTS=$(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log")
 }
 
-# Each failed test again alone: "flake" if it passes then, "fails alone" if not.
+# Each failed test again alone: "flake" if it passes then (its one test run and
+# passed: a name that matches nothing is no pass), "fails alone" if not. Sets RERUNS,
+# FLAKES and ALONE (the counts).
 rerun_failures() {
-    local version=$1 name verdicts=()
+    local version=$1 name log verdicts=()
+    FLAKES=0
+    ALONE=0
     for name in $FAILED_TESTS; do
         echo "== PostgreSQL $version: $name again, alone"
+        log=$CACHE/logs/$version.$name.log
         if TEST_PG_BINDIR="$SERVER/bin" cargo test --locked --test it -- --exact "$name" \
-            >"$CACHE/logs/$version.$name.log" 2>&1; then
-            verdicts+=("$name: passed alone (flake)")
+            >"$log" 2>&1 && grep -q '^test result: ok\. 1 passed;' "$log"; then
+            verdicts+=("$name: flake (failed in the run, passed alone)")
+            FLAKES=$((FLAKES + 1))
         else
             verdicts+=("$name: FAILS ALONE")
+            ALONE=$((ALONE + 1))
         fi
     done
     RERUNS=$(printf '%s; ' "${verdicts[@]}")
@@ -177,7 +187,7 @@ main() {
     mkdir -p "$CACHE/logs" "$CACHE/wheels"
     echo "== building the tests"
     cargo test --locked --test it --no-run
-    local version start rows=() status=0
+    local version start rows=() status=0 flakes_total=0
     for version in "${VERSIONS[@]}"; do
         fetch_server "$version"
         install_pgq "$version"
@@ -187,16 +197,27 @@ main() {
         run_tests "$CACHE/logs/$version.log" "${TEST_ARGS[@]}"
         local wall=$((SECONDS - start))
         rerun_failures "$version"
-        # A flake is reported, not counted: only a test that fails alone, or a run
-        # without a result line (build or harness broken), fails the matrix.
-        if [ -z "$PASSED" ] || [[ "$RERUNS" == *"FAILS ALONE"* ]]; then status=1; fi
-        rows+=("| $version | ${PASSED:-?} | ${FAILED:-?} | ${wall} s | ${RERUNS:--} |")
+        # A test that fails alone, or a run without a result line (build or harness
+        # broken), fails the matrix; a flake is no pass either: its own status and
+        # count, unless something worse happened.
+        if [ -z "$PASSED" ] || [ "$ALONE" -gt 0 ]; then
+            status=1
+        elif [ "$FLAKES" -gt 0 ] && [ "$status" -eq 0 ]; then
+            status=3
+        fi
+        flakes_total=$((flakes_total + FLAKES))
+        rows+=("| $version | ${PASSED:-?} | $ALONE | $FLAKES | ${wall} s | ${RERUNS:--} |")
     done
     {
         echo
-        echo "| PostgreSQL | passed | failed | wall time | failed tests run alone |"
-        echo "|---|---|---|---|---|"
+        echo "| PostgreSQL | passed | failed alone | flaky | wall time | failed tests run alone |"
+        echo "|---|---|---|---|---|---|"
         printf '%s\n' "${rows[@]}"
+        case $status in
+            0) echo "result: every test passed" ;;
+            3) echo "result: $flakes_total flaky (failed in the run, passed alone), none failing alone" ;;
+            *) echo "result: FAILED (a test fails alone, or a run gave no result)" ;;
+        esac
     } | tee "$CACHE/results.md"
     echo "(bench_smoke skipped; logs in $CACHE/logs)"
     exit "$status"

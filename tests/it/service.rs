@@ -171,18 +171,30 @@ fn sigterm_exits_zero() {
     assert!(daemon.output().contains("LOG Got SIGTERM, fast exit"));
 }
 
-/// SIGHUP with a broken config keeps the daemon running on the old one; a changed
-/// database_list then starts the new database and unregisters the removed one.
+/// SIGHUP with a broken config keeps the daemon running on the old one (its database
+/// goes on ticking); a changed database_list then starts the new database and
+/// unregisters the removed one (its ticking stops).
 #[test]
 fn reload_keeps_running_and_applies_database_list() {
+    use crate::engine::{eager_queue, pgqd_backends};
+    use crate::harness::tick_count;
     let cluster = Cluster::shared();
     let (one, two) = (cluster.create_pgq_db("hup"), cluster.create_pgq_db("hup"));
-    let base = format!("base_connstr = {}\nstats_period = 1", cluster.connstr());
+    eager_queue(cluster, &one, "q");
+    eager_queue(cluster, &two, "q");
+    let base = format!(
+        "base_connstr = {}\nstats_period = 1\nticker_period = 0.2",
+        cluster.connstr()
+    );
     let daemon = Daemon::start(&format!("{base}\ndatabase_list = {one}"));
     daemon.wait_for_log(&format!("[{one}]: pgq version ok"));
     fs::write(daemon.config_path(), "[pgqd]\nticker_period = 1s\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_log("keeping the running config");
+    let kept = tick_count(cluster, &one, "q");
+    wait_until("ticks in the kept database after the broken reload", || {
+        tick_count(cluster, &one, "q") > kept + 3
+    });
     fs::write(
         daemon.config_path(),
         crate::harness::ini(&format!("{base}\ndatabase_list = {two}")),
@@ -191,10 +203,17 @@ fn reload_keeps_running_and_applies_database_list() {
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_log(&format!("Unregister database: [{one}]"));
     daemon.wait_for_log(&format!("[{two}]: pgq version ok"));
-    let before = crate::harness::ticker_calls(cluster, &two);
-    wait_until("ticks in the new database", || {
-        crate::harness::ticker_calls(cluster, &two) > before
+    let mut observer = cluster.connect("postgres");
+    wait_until("pgqd's session in the removed database closed", || {
+        pgqd_backends(&mut observer, &one) == 0
     });
+    let removed = tick_count(cluster, &one, "q");
+    let before = tick_count(cluster, &two, "q");
+    wait_until("ticks in the new database", || {
+        tick_count(cluster, &two, "q") > before + 3
+    });
+    let after = tick_count(cluster, &one, "q");
+    assert_eq!(after, removed, "ticks in the removed database");
 }
 
 /// logrotate: after the file is moved away and SIGHUP sent, new lines go to a new file.

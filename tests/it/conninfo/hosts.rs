@@ -80,36 +80,56 @@ fn two_hosts_first_down() {
     );
 }
 
-/// `target_session_attrs` picks among servers by their state: read-write skips a
-/// read-only server, read-only and prefer-standby (no standby here: any server then)
-/// take what is there, primary accepts a primary, standby finds none and says why.
+/// `target_session_attrs` picks among servers by their state, each mode given the
+/// server it must skip first: read-write skips a read-only server, read-only a
+/// writable one, primary a hot standby, prefer-standby a primary (for a standby
+/// listed after it); any takes the first; standby finds none among primaries and
+/// says why.
 #[test]
 fn target_session_attrs_choose_the_server() {
     let writable = Cluster::start();
     let read_only = Cluster::start_with(&["default_transaction_read_only = on"]);
+    let standby = Cluster::standby_of(&writable);
     let home = tempfile::tempdir().unwrap();
-    let both = |attrs: &str| {
+    let hosts = |servers: [&Cluster; 2], attrs: &str| {
         format!(
             "host={},{} port={},{} user=postgres target_session_attrs={attrs}",
-            read_only.dir.display(),
-            writable.dir.display(),
-            read_only.port,
-            writable.port
+            servers[0].dir.display(),
+            servers[1].dir.display(),
+            servers[0].port,
+            servers[1].port
         )
     };
-    let port_of = |attrs: &str| {
-        let connected = connect(home.path(), &both(attrs), "postgres", &[]).unwrap();
+    let port_of = |servers: [&Cluster; 2], attrs: &str| {
+        let connected = connect(home.path(), &hosts(servers, attrs), "postgres", &[])
+            .unwrap_or_else(|e| panic!("{attrs}: {e}"));
         value(&connected, "select current_setting('port')")
     };
-    assert_eq!(port_of("read-write"), writable.port.to_string());
-    assert_eq!(port_of("read-only"), read_only.port.to_string());
-    assert_eq!(port_of("any"), read_only.port.to_string());
-    assert_eq!(port_of("primary"), read_only.port.to_string());
-    assert_eq!(port_of("prefer-standby"), read_only.port.to_string());
-    let error = connect(home.path(), &both("standby"), "postgres", &[])
-        .err()
-        .unwrap()
-        .to_string();
+    let port = |cluster: &Cluster| cluster.port.to_string();
+    let cases = [
+        ("read-write", [&read_only, &writable], &writable),
+        ("read-only", [&writable, &read_only], &read_only),
+        ("any", [&read_only, &writable], &read_only),
+        ("primary", [&standby, &read_only], &read_only),
+        ("prefer-standby", [&writable, &standby], &standby),
+        ("standby", [&writable, &standby], &standby),
+    ];
+    let wrong: Vec<String> = (cases.into_iter())
+        .filter_map(|(attrs, servers, expected)| {
+            let got = port_of(servers, attrs);
+            (got != port(expected)).then(|| format!("{attrs}: port {got}, not {}", expected.port))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "servers chosen wrongly: {wrong:?}");
+    let error = connect(
+        home.path(),
+        &hosts([&read_only, &writable], "standby"),
+        "postgres",
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         error.contains("server is not in hot standby mode"),
         "{error}"

@@ -104,7 +104,9 @@ fn steady_state_opens_no_sessions() {
 }
 
 /// pgqd holds one connection per database (ticker, retry and maintenance share it),
-/// checked all along several quick retry and maintenance rounds.
+/// checked all along several quick retry and maintenance rounds: never two at a
+/// sample, and no session opened meanwhile (`pg_stat_database.sessions` unchanged,
+/// which also sees sessions too short for a sample).
 #[test]
 fn one_connection_per_database() {
     let cluster = Cluster::shared();
@@ -120,7 +122,13 @@ fn one_connection_per_database() {
         ],
     ));
     let mut observer = cluster.connect("postgres");
+    // The test's own session in the database, opened before the count starts.
     let mut client = cluster.connect(&db);
+    wait_for(&daemon, "pgqd connected", || {
+        pgqd_backends(&mut observer, &db) == 1
+    });
+    let before = settled_sessions(&mut observer, &db);
+    let from = pgq_calls(&mut client, "maint_operations");
     let mut most = 0;
     wait_for(&daemon, "several maintenance rounds", || {
         let held = pgqd_backends(&mut observer, &db);
@@ -130,9 +138,45 @@ fn one_connection_per_database() {
             &format!("{held} pgqd connections to {db}"),
         );
         most = most.max(held);
-        pgq_calls(&mut client, "maint_operations") >= 10
+        pgq_calls(&mut client, "maint_operations") >= from + 10
     });
     check(&daemon, most == 1, "the one connection seen");
+    let after = settled_sessions(&mut observer, &db);
+    check(
+        &daemon,
+        after == before,
+        &format!("sessions opened in {db} meanwhile: {before} -> {after}"),
+    );
+}
+
+/// `pg_stat_database.sessions` of `db` once it has settled: backends report their
+/// statistics lazily (about once a second, and at exit), so two reads 1.5 s apart must
+/// agree; each read drops the snapshot of the one before.
+fn settled_sessions(observer: &mut postgres::Client, db: &str) -> i64 {
+    let mut read = || -> i64 {
+        observer
+            .batch_execute("select pg_stat_clear_snapshot()")
+            .unwrap();
+        observer
+            .query_one(
+                "select coalesce((select sessions from pg_stat_database where datname = $1), 0)",
+                &[&db],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!(
+        "pg_stat_database.sessions of {db} still growing after 30 s: {last}, sessions opened all along"
+    );
 }
 
 /// A template database is never held open: with initial_database = template1 (and

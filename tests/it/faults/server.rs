@@ -36,7 +36,8 @@ fn server_restart_immediate() {
 }
 
 /// The server stopped for 10 s and started again: the daemon stays up, retries with
-/// its backoff (not a reconnect storm: few log lines), and ticks again soon after.
+/// its backoff (100 ms doubling to 2 s: about 9 attempts per database in 10 s, not a
+/// reconnect storm), and ticks again soon after.
 #[test]
 fn server_stopped_for_a_while() {
     let cluster = Cluster::start();
@@ -46,6 +47,19 @@ fn server_stopped_for_a_while() {
     rig.hold(Duration::from_secs(10));
     cluster.start_server();
     rig.end();
+    // A stopped server logs no connection (a refused one makes no session), so the
+    // attempts are counted in the daemon's output (it runs with -v): the first failure
+    // of an outage is an ERROR line, every later attempt a DEBUG line.
+    for i in rig.all() {
+        let attempts = rig.lines_about(i, &["cannot connect"])
+            + rig.lines_about(i, &["connection lost"])
+            + rig.lines_about(i, &["still unreachable"]);
+        let what = format!(
+            "{attempts} connection attempts for {} in a 10 s stop (2 to 15)",
+            rig.dbs[i]
+        );
+        check(&rig.daemon, (2..=15).contains(&attempts), &what);
+    }
     rig.finish(Bounds::DEFAULT);
 }
 

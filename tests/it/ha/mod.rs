@@ -13,13 +13,15 @@ mod pooler;
 
 use std::time::Duration;
 
-/// Logs every tick of `pgq.tick` with the ticking session's `application_name`, in
-/// `public.tick_log` of the database `client` is connected to.
+/// Logs every tick of `pgq.tick` with the ticking session's `application_name` and
+/// backend (pid and start, unique for the cluster's life), in `public.tick_log` of the
+/// database `client` is connected to.
 pub const LOG_TICKS: &str = "
-create table public.tick_log(id bigserial primary key, app text not null, at timestamptz not null default clock_timestamp());
+create table public.tick_log(id bigserial primary key, app text not null, backend text not null, at timestamptz not null default clock_timestamp());
 create function public.log_tick() returns trigger language plpgsql as $$
 begin
-  insert into public.tick_log(app) values (current_setting('application_name'));
+  insert into public.tick_log(app, backend) values (current_setting('application_name'),
+    (select pid || '@' || backend_start from pg_stat_activity where pid = pg_backend_pid()));
   return null;
 end $$;
 create trigger log_tick after insert on pgq.tick for each row execute function public.log_tick();

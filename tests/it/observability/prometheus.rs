@@ -147,14 +147,19 @@ impl Prometheus {
     }
 
     /// The state (`pending`, `firing`) of each active `alertname` alert, by datname.
+    /// Panics when the API does not answer with 200 and a list of alerts: a dead
+    /// Prometheus must not pass for one without alerts.
     fn alerts(&self, alertname: &str) -> Vec<(String, String)> {
-        let Some(body) = self.api("/api/v1/alerts") else {
-            return Vec::new();
-        };
-        body["data"]["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let path = "/api/v1/alerts";
+        let response = request(self.port, "GET", path)
+            .unwrap_or_else(|| panic!("no answer to GET {path}; log:\n{}", self.log()));
+        assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+        let body: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", response.body));
+        let alerts = body["data"]["alerts"].as_array();
+        let alerts = alerts.unwrap_or_else(|| panic!("GET {path}: no alerts list: {body}"));
+        alerts
+            .iter()
             .filter(|a| a["labels"]["alertname"] == alertname)
             .map(|a| {
                 let label = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
@@ -184,7 +189,8 @@ impl Drop for Prometheus {
 
 /// A real Prometheus scrapes the daemon every second with the shipped rules: while
 /// a transaction holds `lock table pgq.queue in access exclusive mode` in one
-/// database, `PgqdTickerStalled` fires for that database (and not for the other);
+/// database, `PgqdTickerStalled` fires for that database, and not for the other,
+/// ticking all along (over a minute by then, past the rule's 30 s and its `for`);
 /// once the lock is released, it resolves.
 #[test]
 fn prometheus_fires_and_resolves_ticker_stalled() {
@@ -237,6 +243,12 @@ fn prometheus_fires_and_resolves_ticker_stalled() {
         since.elapsed() >= Duration::from_secs(55),
         "fired after {:?}, before the rule's minute",
         since.elapsed()
+    );
+    // The free database has ticked all this minute: no alert, not even pending.
+    let alerts = prometheus.alerts("PgqdTickerStalled");
+    assert!(
+        alerts.iter().all(|(db, _)| *db != free),
+        "{free} alerts after a minute of ticking: {alerts:?}"
     );
 
     lock.commit().unwrap();

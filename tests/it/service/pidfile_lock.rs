@@ -102,7 +102,8 @@ fn renamed_binary_holds_the_pidfile() {
 }
 
 /// An unlocked pidfile is stale even when its pid is a live process: `-s` signals
-/// nothing and a start takes the file over.
+/// nothing and a start takes the file over (its own pid written in it), the process
+/// named in it left alone all along.
 #[test]
 fn unlocked_pidfile_is_stale_whatever_its_pid() {
     let cluster = Cluster::shared();
@@ -121,10 +122,20 @@ fn unlocked_pidfile_is_stale_whatever_its_pid() {
     );
     let (_, stop) = run_within_deadline(pgqd().arg("-s").arg(&ini));
     assert_eq!(stop, "Old process is not running\n");
-    assert!(
-        bystander.0.try_wait().unwrap().is_none(),
-        "bystander signalled"
-    );
+    let mut daemon = spawn_quiet(Path::new(env!("CARGO_BIN_EXE_pgqd")), &ini);
+    let pid = daemon.0.id().to_string();
+    wait_until("the started daemon's pid in the stale pidfile", || {
+        let exited = daemon.0.try_wait().unwrap();
+        assert!(exited.is_none(), "the daemon exited: {exited:?}");
+        fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == pid)
+    });
+    // A signal takes a moment to end its target: watch the bystander for a while.
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(500) {
+        let ended = bystander.0.try_wait().unwrap();
+        assert!(ended.is_none(), "bystander signalled: {ended:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// pgqd 3.5 does not lock its pidfile: while it runs, a start on the same pidfile is
