@@ -137,23 +137,14 @@ fn missing_equals(key: &str, previous: Option<&Setting>) -> ConnInfoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::owned;
 
     fn settings(text: &str) -> Result<Vec<Setting>, ConnInfoError> {
         read(text).into_settings()
     }
 
     fn pairs(text: &str) -> Vec<(String, String)> {
-        settings(text)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.key, s.value))
-            .collect()
-    }
-
-    fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::tests::pairs_of(settings(text).unwrap())
     }
 
     /// Blanks around `=` and between pairs are skipped; an empty string has no pairs.

@@ -322,3 +322,15 @@ fn unknown_names_that_are_no_words_are_not_shown() {
         "a misspelt keyword is named: {err}"
     );
 }
+
+/// Settings as `(key, value)` pairs, for comparing a reader's output.
+pub(crate) fn pairs_of(settings: Vec<crate::setting::Setting>) -> Vec<(String, String)> {
+    settings.into_iter().map(|s| (s.key, s.value)).collect()
+}
+
+/// Borrowed pairs as owned ones.
+pub(crate) fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -214,19 +214,10 @@ fn syntax(message: &str) -> ConnInfoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::owned;
 
     fn read(text: &str) -> Vec<(String, String)> {
-        settings(text)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.key, s.value))
-            .collect()
-    }
-
-    fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::tests::pairs_of(settings(text).unwrap())
     }
 
     /// Every part of a full URI lands in its key, percent-decoded.
