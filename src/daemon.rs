@@ -57,6 +57,7 @@ pub fn signal_running(config_path: &Path, signal: ControlSignal) -> ExitCode {
 
 /// Runs the daemon until a signal stops it.
 pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
+    ignore_hangup_until_handled();
     let log = logging::init(ConsoleOptions {
         verbose: options.verbose,
         quiet: options.quiet,
@@ -101,6 +102,18 @@ pub fn run(config_path: &Path, options: RunOptions) -> ExitCode {
     ));
     drop(pidfile);
     code
+}
+
+/// Until the signal handlers are installed (inside the runtime), a SIGHUP, say a
+/// reload sent by an orchestrator right after the start, is ignored rather than ending
+/// the process by its default action (as it would end pgqd 3.5). Installing the
+/// handler replaces this disposition.
+fn ignore_hangup_until_handled() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code; nothing runs on the signal.
+    if let Err(e) = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) } {
+        tracing::debug!("cannot ignore SIGHUP during start-up: {e}");
+    }
 }
 
 fn fatal(reason: &str) -> ExitCode {
