@@ -35,6 +35,18 @@ apt_install() {
     apt_root install -y -q --no-install-recommends "$@"
 }
 
+# postgresql-NN-pgq3 depends on Debian's pgqd 3.5, whose postinst enables and starts a
+# system-wide pgqd.service: on a host running systemd it would tick every local database
+# beside the pgqd under test. Stop and disable it (without systemd nothing was started).
+silence_debian_pgqd() {
+    dpkg -s pgqd 2>/dev/null | grep -q '^Status: install ok installed' || return 0
+    [ -d /run/systemd/system ] || return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "== stopping and disabling Debian's pgqd.service (installed as a dependency of pgq)"
+    $sudo systemctl disable --now pgqd.service
+}
+
 ensure_packages() {
     PG_MAJOR=$(newest_pg_major)
     if [ -z "$PG_MAJOR" ]; then
@@ -48,6 +60,7 @@ ensure_packages() {
     command -v python3 >/dev/null || missing+=(python3)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
+        silence_debian_pgqd
     fi
     PG_BINDIR="/usr/lib/postgresql/$PG_MAJOR/bin"
     echo "== PostgreSQL $PG_MAJOR at $PG_BINDIR with pgq"
