@@ -81,13 +81,15 @@ pub struct DbTask {
     /// a thousand databases reconnect and tick first; their housekeeping comes when due.
     housekeeping: Option<Housekeeping>,
     /// How soon a database without pgq (or one that does not exist yet) is looked at
-    /// again: from 1 s doubling up to check_period, so a database that is new gets its
+    /// again: from 5 s doubling up to check_period, so a database that is new gets its
     /// ticks within seconds of `create extension pgq` (pgqd 3.5 waits check_period).
     recheck: Backoff,
 }
 
-/// The first look again at a database without pgq or not there yet.
-const FIRST_RECHECK: Duration = Duration::from_secs(1);
+/// The first look again at a database without pgq or not there yet (then 10 s, 20 s,
+/// 40 s, then check_period): each look is a new session, and a cluster may hold many
+/// databases that will never have pgq.
+const FIRST_RECHECK: Duration = Duration::from_secs(5);
 
 impl DbTask {
     pub fn new(ctx: DbContext) -> DbTask {

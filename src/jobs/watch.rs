@@ -13,7 +13,9 @@ use crate::stats::OtherTicker;
 use super::Limits;
 
 /// Other client backends of this database that called `pgq.ticker()` (no arguments)
-/// within `$1` seconds, and those whose statements this role cannot see.
+/// within `$1` seconds, and those whose statements this role cannot see. A plain
+/// substring test, not a regular expression: a backend keeps every regular expression
+/// it compiled, and a case-insensitive one costs it about half a megabyte.
 pub const OTHER_TICKERS: &str = r"select pid, coalesce(application_name, ''),
         coalesce(host(client_addr), client_hostname, 'local'),
         to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), coalesce(query, '')
@@ -22,7 +24,7 @@ pub const OTHER_TICKERS: &str = r"select pid, coalesce(application_name, ''),
     and pid <> pg_catalog.pg_backend_pid()
     and backend_type = 'client backend'
     and (query = '<insufficient privilege>'
-         or query ~* 'pgq\s*\.\s*ticker\s*\(\s*\)'
+         or pg_catalog.strpos(pg_catalog.lower(query), 'pgq.ticker()') > 0
             and query_start > pg_catalog.now() - $1::float8 * interval '1 second')
   order by pid";
 
