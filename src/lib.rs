@@ -12,6 +12,7 @@
 //! - `logging`: pgqd's log line format, JSON lines, logfile and syslog.
 //! - `supervisor`: the set of database tasks: discovery cadence, start/stop, reload, shutdown.
 //! - `discovery`: which databases exist.
+//! - `lookout`: the server-wide look for other tickers (a pgqd 3.5 left running).
 //! - `db`: one database's task: probe pgq, wait on a standby, tick with housekeeping
 //!   between the ticks on one kept connection (`db/mod.rs` lists its phases).
 //! - `jobs`: one call or round of each job (`ticker`, `retry`, `maint`, `queue_stats`)
@@ -39,6 +40,7 @@ pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod logging;
+pub mod lookout;
 pub mod metrics;
 pub mod notify;
 pub mod pg;

@@ -173,9 +173,11 @@ async fn inspect(
     db.pgq_version = rows.first().and_then(|r| r.try_get(1).ok()).flatten();
     db.consumers = queue_stats::consumers(&session, &limits).await?;
     if !standby {
-        db.tickers = watch::other_tickers(&session, &limits, RECENT_TICKER)
-            .await?
-            .tickers;
+        let all = watch::tickers(&session, &limits, RECENT_TICKER, &[], true).await?;
+        db.tickers = all
+            .get(&db.name)
+            .map(|seen| seen.tickers.clone())
+            .unwrap_or_default();
     }
     for row in session.query(QUEUES, &[], QUERY_TIMEOUT, token).await? {
         let mut queue = Queue {

@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::config::Config;
 use crate::db::{DbContext, DbTask, Outage};
 use crate::jobs::Job;
+use crate::jobs::watch::{LOOK_PERIOD, Look, YIELD_LOOK_PERIOD};
 use crate::logging::db_label;
 use crate::notify;
 use crate::schedule::{Backoff, Every, until};
@@ -62,6 +63,9 @@ pub struct Supervisor {
     tasks: JoinSet<()>,
     /// Set by a task that found its database gone (3D000): list again at once.
     relist: Arc<Notify>,
+    /// The latest look for other tickers, for every task; and when the next is due.
+    looks: watch::Sender<Arc<Look>>,
+    next_look: tokio::time::Instant,
     connect_slots: Arc<Semaphore>,
     discovery_outage: Outage,
     /// While listing the databases fails, it is tried again after this backoff
@@ -99,6 +103,8 @@ impl Supervisor {
             stopping: HashMap::new(),
             tasks: JoinSet::new(),
             relist: Arc::new(Notify::new()),
+            looks: watch::Sender::new(Arc::new(Look::default())),
+            next_look: tokio::time::Instant::now(),
             connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
             discovery_outage: Outage::default(),
             discovery_backoff: Backoff::new(),
@@ -134,6 +140,7 @@ impl Supervisor {
                 _ = check.tick() => self.refresh().await,
                 _ = until(self.next_listing) => self.refresh().await,
                 _ = self.relist.notified() => self.refresh().await,
+                _ = tokio::time::sleep_until(self.next_look) => self.look().await,
                 _ = stats_line.tick() => self.stats_line(),
                 Some(control) = self.control.recv() => {
                     self.apply(control).await;
@@ -245,6 +252,30 @@ impl Supervisor {
         changed
     }
 
+    /// Looks for other tickers on the server and hands what it saw to the tasks; a
+    /// look that fails is logged (DEBUG: the databases' own errors say more) and the
+    /// tasks keep what they knew.
+    async fn look(&mut self) {
+        let yielding = self.stats.any_yielding();
+        self.next_look = tokio::time::Instant::now()
+            + if yielding {
+                YIELD_LOOK_PERIOD
+            } else {
+                LOOK_PERIOD
+            };
+        let ours = self.stats.ticker_backends();
+        match crate::lookout::look(&self.config, &self.defaults(), &ours, &self.shutdown).await {
+            Ok(sightings) => self.looks.send_modify(|look| {
+                *look = Arc::new(Look {
+                    number: look.number + 1,
+                    sightings,
+                })
+            }),
+            Err(e) if e.is_shutdown() => {}
+            Err(e) => debug!(job = %Job::Watch, "cannot look for other tickers: {e}"),
+        }
+    }
+
     fn start(&mut self, name: String) {
         let label = db_label(&name);
         let target = match resolve(&self.config.base_connstr, &name, &self.defaults()) {
@@ -259,6 +290,7 @@ impl Supervisor {
         let ctx = DbContext {
             stats: Arc::new(self.stats.register(&name)),
             relist: self.relist.clone(),
+            looks: self.looks.subscribe(),
             name: name.clone(),
             target,
             settings: self.settings.subscribe(),

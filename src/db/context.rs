@@ -13,6 +13,7 @@ use tracing::{debug, error, info};
 
 use crate::config::Config;
 use crate::jobs::Job;
+use crate::jobs::watch::Look;
 use crate::pg::{PgError, Session};
 use crate::stats::{DbStats, REPEAT_LOG_INTERVAL, Repeat};
 
@@ -56,6 +57,8 @@ pub struct DbContext {
     pub stats: Arc<DbStats>,
     /// Asks the supervisor to list the databases now (this one may be gone).
     pub relist: Arc<Notify>,
+    /// The supervisor's latest look for other tickers on the server.
+    pub looks: watch::Receiver<Arc<Look>>,
     pub connect_slots: Arc<Semaphore>,
     pub shutdown: CancellationToken,
 }

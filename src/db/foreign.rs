@@ -5,8 +5,6 @@
 //! delivered twice or lost), but each queue gets twice the ticks and the operator
 //! believes one daemon does the work.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -14,14 +12,6 @@ use super::context::DbContext;
 use crate::jobs::Job;
 use crate::jobs::watch::Seen;
 use crate::stats::{OtherTicker, REPEAT_LOG_INTERVAL};
-
-/// How often the other sessions are looked at. Each look reads `pg_stat_activity`,
-/// which copies every backend's status: at a thousand databases, one look per
-/// database every 30 s is about 33 reads a second.
-pub const WATCH_PERIOD: Duration = Duration::from_secs(30);
-/// A ticker call counts when it started this recently (or within three ticker
-/// periods, when those are longer): pgqd 3.5 calls every ticker_period.
-pub const RECENT: Duration = Duration::from_secs(10);
 
 /// What is known of other tickers in one database.
 #[derive(Debug, Default)]
@@ -31,10 +21,6 @@ pub struct ForeignWatch {
     /// The role cannot see other sessions' statements: said once.
     told_hidden: bool,
 }
-
-/// How often the other sessions are looked at while this pgqd yields to another
-/// ticker, so that ticking starts again soon after it stops.
-pub const YIELD_WATCH_PERIOD: Duration = Duration::from_secs(2);
 
 impl ForeignWatch {
     /// Whether another ticker was seen at the last look.

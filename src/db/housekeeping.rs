@@ -13,11 +13,11 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use super::context::{DbContext, End};
-use super::foreign::{ForeignWatch, RECENT, WATCH_PERIOD, YIELD_WATCH_PERIOD};
+use super::foreign::ForeignWatch;
 use super::round::{Lane, MaintRound, Progress, planning_failed};
 use super::slow_lane::{self, SlowWork};
 use crate::config::{Config, ForeignTicker};
-use crate::jobs::{Job, Limits, maint, queue_stats, retry, watch};
+use crate::jobs::{Job, Limits, maint, queue_stats, retry};
 use crate::pg::Session;
 use crate::schedule::spread_share;
 
@@ -31,8 +31,8 @@ pub struct Housekeeping {
     next_retry: Instant,
     next_maint: Instant,
     next_queue_stats: Instant,
-    /// The next look for another ticker in the database.
-    next_watch: Instant,
+    /// The number of the supervisor's last look taken in, and what it told.
+    look: u64,
     watch: ForeignWatch,
     /// A retry round is in progress (`pgq.maint_retry_events()` until it returns 0).
     retrying: bool,
@@ -64,7 +64,7 @@ impl Housekeeping {
             next_retry: now,
             next_maint: now,
             next_queue_stats: now,
-            next_watch: now,
+            look: 0,
             watch: ForeignWatch::default(),
             retrying: false,
             maint: None,
@@ -133,10 +133,6 @@ impl Housekeeping {
         }
         if self.maint.is_some() {
             self.maint_call(ctx, session, config).await?;
-            return Ok(Step::More);
-        }
-        if self.next_watch <= now {
-            self.watch_call(ctx, session, config).await?;
             return Ok(Step::More);
         }
         // The figures are only for the HTTP listener: without one nobody reads them,
@@ -229,48 +225,15 @@ impl Housekeeping {
         config.foreign_ticker == ForeignTicker::Yield && self.watch.seeing()
     }
 
-    /// While yielding: only the look for the other ticker, when due.
-    pub async fn watch_only(
-        &mut self,
-        ctx: &DbContext,
-        session: &Session,
-        config: &Config,
-    ) -> Result<(), End> {
-        if self.next_watch <= Instant::now() {
-            self.watch_call(ctx, session, config).await?;
+    /// Takes in the supervisor's latest look for other tickers, once per look (see
+    /// `db/foreign.rs`); no query of its own.
+    pub fn take_look(&mut self, ctx: &DbContext) {
+        let look = ctx.looks.borrow().clone();
+        if look.number != self.look {
+            self.look = look.number;
+            let seen = look.sightings.get(&ctx.name).cloned().unwrap_or_default();
+            self.watch.saw(ctx, seen);
         }
-        Ok(())
-    }
-
-    /// Looks for another client ticking the database (see `db/foreign.rs`).
-    async fn watch_call(
-        &mut self,
-        ctx: &DbContext,
-        session: &Session,
-        config: &Config,
-    ) -> Result<(), End> {
-        self.next_watch = Instant::now() + WATCH_PERIOD.mul_f64(spread_share(&ctx.name));
-        let limits = inline(ctx, config, config.maint_timeout).limits;
-        let window = RECENT.max(config.ticker_period * 3);
-        match watch::other_tickers(session, &limits, window).await {
-            Ok(seen) => {
-                self.watch.saw(ctx, seen);
-                if self.yielding(config) {
-                    self.next_watch = Instant::now() + YIELD_WATCH_PERIOD;
-                }
-            }
-            Err(e) if e.ends_connection() => return Err(End::failed(Job::Watch)(e)),
-            Err(e) => {
-                ctx.report(Job::Watch, &e, |repeated| {
-                    warn!(
-                        job = %Job::Watch,
-                        sqlstate = e.sqlstate(),
-                        "looking for another ticker failed: {e}{repeated}"
-                    )
-                });
-            }
-        }
-        Ok(())
     }
 
     fn retry_done(&mut self, next: Duration) {

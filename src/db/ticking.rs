@@ -111,10 +111,9 @@ impl<'a> Ticking<'a> {
         self.leadership
             .keep(self.ctx, &self.session, config)
             .await?;
+        self.housekeeping.take_look(self.ctx);
         if self.yield_turn(config) {
-            return (self.housekeeping)
-                .watch_only(self.ctx, &self.session, config)
-                .await;
+            return Ok(());
         }
         self.tick(config).await?;
         if self.replace {
@@ -170,6 +169,7 @@ impl<'a> Ticking<'a> {
                 } = outcome
                 {
                     self.leadership.check_backend(backend);
+                    self.ctx.stats.set_ticker_backend(backend);
                 }
                 self.record(outcome);
                 Ok(())

@@ -151,6 +151,11 @@ impl DbStats {
         self.update(|s| s.leader = leader);
     }
 
+    /// The backend of the ticker session, as the ticker call reported it.
+    pub fn set_ticker_backend(&self, pid: i32) {
+        self.update(|s| s.ticker_backend = Some(pid));
+    }
+
     /// Another client ticking the database (`None`: none seen at the last look).
     pub fn set_foreign_ticker(&self, other: Option<OtherTicker>) {
         self.update(|s| s.foreign_ticker = other);

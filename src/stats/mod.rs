@@ -95,6 +95,8 @@ pub struct DbStatus {
     pub queue_stats_at: Option<SystemTime>,
     /// Another client ticking the database, while one is seen.
     pub foreign_ticker: Option<OtherTicker>,
+    /// The backend of this pgqd's ticker session (not another ticker).
+    pub ticker_backend: Option<i32>,
     /// Rate limiting of identical error lines: when each was last logged and how
     /// many were held back since.
     repeats: BTreeMap<(Job, String), (Instant, u64)>,
@@ -279,6 +281,19 @@ impl Stats {
 
     pub fn databases(&self) -> BTreeMap<String, DbStatus> {
         self.lock().clone()
+    }
+
+    /// This pgqd's ticker backends, for telling other tickers from its own.
+    pub fn ticker_backends(&self) -> Vec<i32> {
+        self.lock()
+            .values()
+            .filter_map(|s| s.ticker_backend)
+            .collect()
+    }
+
+    /// Whether some database is left to another ticker now.
+    pub fn any_yielding(&self) -> bool {
+        self.lock().values().any(|s| s.state == DbState::Yielding)
     }
 
     /// Reads the databases' status without copying it.

@@ -30,6 +30,7 @@ fn context(cluster: &Cluster, db: &str) -> DbContext {
         settings: watch::channel(Arc::new(config)).1,
         stats: Arc::new(Arc::new(Stats::default()).register(db)),
         relist: Arc::new(Notify::new()),
+        looks: watch::channel(Arc::new(Default::default())).1,
         connect_slots: Arc::new(Semaphore::new(1)),
         shutdown: CancellationToken::new(),
     }
