@@ -120,6 +120,9 @@ pub struct Outage {
     /// end carry this label.
     since: Option<(Instant, Job)>,
     reminded: Option<Instant>,
+    /// The server refused a job on a working connection (no permission): connecting
+    /// again does not end the outage; the job working again does.
+    refused: bool,
 }
 
 impl Outage {
@@ -132,6 +135,7 @@ impl Outage {
         let Some((since, first)) = self.since else {
             self.since = Some((now, job));
             self.reminded = Some(now);
+            self.refused = false;
             error!(
                 job = %job,
                 sqlstate = error.sqlstate(),
@@ -160,17 +164,39 @@ impl Outage {
         false
     }
 
-    /// A connection works again: ends the outage, if any, with its length, under the
+    /// The outage is the server refusing a job on a working connection.
+    pub fn refused(&mut self) {
+        self.refused = self.since.is_some();
+    }
+
+    /// A connection works again: ends an outage of reaching the server, not a refusal
+    /// (that one ends when the refused job works again, see [`Outage::end`]).
+    pub fn connected(&mut self) {
+        if !self.refused {
+            self.end();
+        }
+    }
+
+    /// Everything works again: ends the outage, if any, with its length, under the
     /// label of the job that noticed it.
     pub fn end(&mut self) {
         self.reminded = None;
+        let refused = std::mem::take(&mut self.refused);
         if let Some((since, job)) = self.since.take() {
             let secs = since.elapsed().as_secs_f64();
-            info!(
-                job = %job,
-                duration = format!("{secs:.1}"),
-                "connection restored after {secs:.1} s"
-            );
+            if refused {
+                info!(
+                    job = %job,
+                    duration = format!("{secs:.1}"),
+                    "{job} works again after {secs:.1} s"
+                );
+            } else {
+                info!(
+                    job = %job,
+                    duration = format!("{secs:.1}"),
+                    "connection restored after {secs:.1} s"
+                );
+            }
         }
     }
 }

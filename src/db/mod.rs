@@ -155,7 +155,7 @@ impl DbTask {
     async fn probe(&mut self) -> State {
         match probe::probe(&self.ctx).await {
             Ok(found) => {
-                self.outage.end();
+                self.outage.connected();
                 match found {
                     Found::Primary(session) => self.claim(session).await,
                     Found::Standby(session) => State::Standby(session),
@@ -180,8 +180,11 @@ impl DbTask {
         if let Some(housekeeping) = self.housekeeping.take() {
             ticking = ticking.with_housekeeping(housekeeping);
         }
+        // A refusal's outage (no permission) ends with the first tick that works.
+        ticking = ticking.with_outage(std::mem::take(&mut self.outage));
         let end = ticking.run().await;
         self.housekeeping = Some(ticking.take_housekeeping());
+        self.outage = ticking.take_outage();
         // The backoff starts over only once ticking works: a database that connects
         // but fails at once is never re-probed faster than the backoff allows.
         if ticking.ticked() {
@@ -232,6 +235,9 @@ impl DbTask {
             };
             if self.outage.begin(job, &error, &what, self.hint()) {
                 self.ctx.stats.outage();
+            }
+            if !reaching {
+                self.outage.refused();
             }
             if error.is_missing_database() {
                 // Dropped or renamed: the listing says which, and ends this task.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
 
-use super::context::{DbContext, End};
+use super::context::{DbContext, End, Outage};
 use super::housekeeping::Housekeeping;
 use super::leader::Leadership;
 use crate::config::Config;
@@ -38,6 +38,8 @@ pub struct Ticking<'a> {
     ticked: bool,
     /// Leaving the database to another ticker (`foreign_ticker = yield`).
     yielded: bool,
+    /// The database task's outage, ended by a tick that works.
+    outage: Outage,
 }
 
 impl<'a> Ticking<'a> {
@@ -61,6 +63,7 @@ impl<'a> Ticking<'a> {
             lifetime_share: spread_share(&ctx.name),
             ticked: false,
             yielded: false,
+            outage: Outage::default(),
         }
     }
 
@@ -95,6 +98,17 @@ impl<'a> Ticking<'a> {
     pub fn with_housekeeping(mut self, housekeeping: Housekeeping) -> Self {
         self.housekeeping = housekeeping;
         self
+    }
+
+    /// Continues the task's outage: a tick that works ends it.
+    pub fn with_outage(mut self, outage: Outage) -> Self {
+        self.outage = outage;
+        self
+    }
+
+    /// The outage as this phase left it.
+    pub fn take_outage(&mut self) -> Outage {
+        std::mem::take(&mut self.outage)
     }
 
     /// The housekeeping schedules, for the next phase.
@@ -246,6 +260,7 @@ impl<'a> Ticking<'a> {
                 }
                 self.failing.clear();
                 self.ticked = true;
+                self.outage.end();
                 self.ctx.stats.ticked(false);
             }
             ticker::TickOutcome::Fallback {
@@ -267,6 +282,7 @@ impl<'a> Ticking<'a> {
                 self.note_failing_queues(failed);
                 if ticked > 0 {
                     self.ticked = true;
+                    self.outage.end();
                     self.ctx.stats.ticked(true);
                 }
             }
