@@ -228,12 +228,16 @@ impl Housekeeping {
     /// Takes in the supervisor's latest look for other tickers, once per look (see
     /// `db/foreign.rs`); no query of its own.
     pub fn take_look(&mut self, ctx: &DbContext) {
-        let look = ctx.looks.borrow().clone();
-        if look.number != self.look {
+        // Called every turn: only a look number compared unless a new look came.
+        let seen = {
+            let look = ctx.looks.borrow();
+            if look.number == self.look {
+                return;
+            }
             self.look = look.number;
-            let seen = look.sightings.get(&ctx.name).cloned().unwrap_or_default();
-            self.watch.saw(ctx, seen);
-        }
+            look.sightings.get(&ctx.name).cloned().unwrap_or_default()
+        };
+        self.watch.saw(ctx, seen);
     }
 
     fn retry_done(&mut self, next: Duration) {

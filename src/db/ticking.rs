@@ -40,6 +40,9 @@ pub struct Ticking<'a> {
     yielded: bool,
     /// The database task's outage, ended by a tick that works.
     outage: Outage,
+    /// The ticker session's backend as last written to the stats (written when it
+    /// changes, not every tick).
+    backend: Option<i32>,
 }
 
 impl<'a> Ticking<'a> {
@@ -64,6 +67,7 @@ impl<'a> Ticking<'a> {
             ticked: false,
             yielded: false,
             outage: Outage::default(),
+            backend: None,
         }
     }
 
@@ -183,7 +187,10 @@ impl<'a> Ticking<'a> {
                 } = outcome
                 {
                     self.leadership.check_backend(backend);
-                    self.ctx.stats.set_ticker_backend(backend);
+                    if self.backend != Some(backend) {
+                        self.backend = Some(backend);
+                        self.ctx.stats.set_ticker_backend(backend);
+                    }
                 }
                 self.record(outcome);
                 Ok(())
