@@ -71,6 +71,24 @@ fn check(path: &Path) -> ExitCode {
         eprintln!("ERROR {error}");
         return ExitCode::FAILURE;
     }
+    if let Err(error) = check_http(&config) {
+        eprintln!("ERROR {error}");
+        return ExitCode::FAILURE;
+    }
     print!("{}", config.explained(&origins));
     ExitCode::SUCCESS
+}
+
+/// The web config and the files it names, built as start-up builds them; the
+/// health check's client config, read as `--healthcheck` reads it. Messages name
+/// files and fields, never a secret.
+fn check_http(config: &config::Config) -> Result<(), String> {
+    if let Some(path) = &config.http_web_config {
+        let summary = crate::http::check_web_config(path)?;
+        eprintln!("http_web_config: {summary}");
+    }
+    if let Some(path) = &config.http_healthcheck_config {
+        crate::http::client::ClientFile::load(path)?;
+    }
+    Ok(())
 }

@@ -3,8 +3,7 @@
 //! database's role, pgq version, queues and consumers, flagging what needs a person;
 //! `--healthcheck` asks a running daemon's `/healthz`, for container health checks.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::db::HAS_PGQ;
+use crate::http::client::{self, ClientFile};
+use crate::http::web_config::WebConfig;
 use crate::jobs::{Limits, queue_stats, watch};
 use crate::pg::{PgError, Session};
 use crate::stats::{ConsumerStats, OtherTicker};
@@ -292,7 +293,7 @@ pub fn healthcheck(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match ask_healthz(&config.http_listen) {
+    match ask_healthz(&config) {
         Ok(status) if status.starts_with("200") => ExitCode::SUCCESS,
         Ok(status) => {
             eprintln!("unhealthy: /healthz answered {status}");
@@ -305,8 +306,10 @@ pub fn healthcheck(path: &Path) -> ExitCode {
     }
 }
 
-/// The status code and reason of `/healthz`, asked over HTTP/1.0.
-fn ask_healthz(listen: &str) -> Result<String, String> {
+/// The status code and reason of `/healthz`, asked over HTTP/1.0, over TLS and with
+/// credentials when the web config asks for them (see `http::client`).
+fn ask_healthz(config: &Config) -> Result<String, String> {
+    let listen = config.http_listen.as_str();
     if listen.is_empty() {
         return Err("http_listen is not set: the daemon has no health endpoint".into());
     }
@@ -321,19 +324,19 @@ fn ask_healthz(listen: &str) -> Result<String, String> {
         .map_err(|e| format!("http_listen {listen:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("http_listen {listen:?}: no address"))?;
-    let mut stream = TcpStream::connect_timeout(&socket, HEALTHCHECK_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(HEALTHCHECK_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(HEALTHCHECK_TIMEOUT));
-    stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| format!("cannot ask {socket}: {e}"))?;
-    let mut head = Vec::new();
-    let _ = stream.take(4096).read_to_end(&mut head);
-    let text = String::from_utf8_lossy(&head);
-    let status_line = text.lines().next().unwrap_or_default();
-    status_line
-        .split_once(' ')
-        .map(|(_, status)| status.to_string())
-        .ok_or_else(|| format!("no HTTP answer from {socket}"))
+    let web = match &config.http_web_config {
+        Some(path) => Some(WebConfig::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let client = match &config.http_healthcheck_config {
+        Some(path) => ClientFile::load(path)?,
+        None => ClientFile::default(),
+    };
+    client::get(
+        socket,
+        "/healthz",
+        web.as_ref(),
+        &client,
+        HEALTHCHECK_TIMEOUT,
+    )
 }

@@ -89,6 +89,12 @@ settings! {
     log_format: LogFormat = Format, "text";
     /// `host:port` of the HTTP listener (metrics, health, status); empty: none.
     http_listen: String = Text, "";
+    /// exporter-toolkit's web configuration file (TLS, basic auth, headers) for the
+    /// listener; empty: plain HTTP, open to anyone who reaches it.
+    http_web_config: Option<PathBuf> = File, "";
+    /// For `pgqd --healthcheck` only: the credentials it presents to a secured
+    /// listener (`basic_auth`, `tls_config`, as in a Prometheus scrape config).
+    http_healthcheck_config: Option<PathBuf> = File, "";
     /// Seconds between readings of PgQ's queue and consumer figures per database.
     queue_stats_period: Duration = Seconds, "30";
     /// Non-zero: tick a database only while holding its leader lock (one instance of

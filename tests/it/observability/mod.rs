@@ -3,7 +3,9 @@
 
 mod endpoints;
 mod logs;
+mod pki;
 mod prometheus;
+mod secured;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

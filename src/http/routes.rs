@@ -1,124 +1,26 @@
-//! The HTTP listener, off unless `http_listen` is set: `/metrics` for Prometheus,
-//! `/livez`, `/readyz` and `/healthz` for orchestrators (GET with a JSON body, 200 or
-//! 503; HEAD without a body), and `/status` with each database's state. Connections
-//! are bounded in number and time; no request can make it panic.
+//! The endpoints: `/metrics` for Prometheus, `/livez`, `/readyz` and `/healthz` for
+//! orchestrators (GET with a JSON body, 200 or 503; HEAD without a body), and
+//! `/status` with each database's state. Only the method, path and query are read.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
+use super::Shared;
 use crate::config::Config;
 use crate::health;
 use crate::stats::{DbStatus, Stats, unix};
 
-/// At most this many connections are served at once; more wait in the backlog.
-const MAX_CONNECTIONS: usize = 64;
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// No connection is kept longer than this.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const JSON: &str = "application/json";
 
-/// What the handlers read.
-struct Shared {
-    stats: Arc<Stats>,
-    registry: Registry,
-    settings: watch::Receiver<Arc<Config>>,
-}
-
-/// The listener task.
-pub struct HttpServer {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-}
-
-impl HttpServer {
-    /// Binds `address` (`host:port`); the error names it.
-    pub async fn bind(
-        address: &str,
-        stats: Arc<Stats>,
-        settings: watch::Receiver<Arc<Config>>,
-        shutdown: CancellationToken,
-    ) -> Result<HttpServer, String> {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|e| format!("http_listen {address:?}: cannot listen: {e}"))?;
-        if let Ok(local) = listener.local_addr() {
-            info!("HTTP listener on {local}: /metrics /livez /readyz /healthz /status");
-        }
-        let registry = crate::metrics::registry(stats.clone());
-        Ok(HttpServer {
-            listener,
-            shared: Arc::new(Shared {
-                stats,
-                registry,
-                settings,
-            }),
-            shutdown,
-        })
-    }
-
-    /// Accepts connections until shutdown.
-    pub async fn run(self) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit,
-                _ = self.shutdown.cancelled() => return,
-            };
-            let Ok(permit) = permit else { return };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        warn!("HTTP accept failed: {e}");
-                        continue;
-                    }
-                },
-                _ = self.shutdown.cancelled() => return,
-            };
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(respond(&shared, &request)) }
-                });
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                    Ok(Err(e)) => debug!("HTTP connection from {peer}: {e}"),
-                    Err(_) => {
-                        debug!("HTTP connection from {peer} closed after {CONNECTION_TIMEOUT:?}")
-                    }
-                    Ok(Ok(())) => {}
-                }
-                drop(permit);
-            });
-        }
-    }
-}
-
 /// Routes one request. Only the path and the query are read; the body is ignored.
-fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+pub fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let head = request.method() == Method::HEAD;
     if !head && request.method() != Method::GET {
         return Answer::error(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD")
@@ -141,7 +43,7 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
 }
 
 /// What an endpoint answers, before it becomes an HTTP response.
-struct Answer {
+pub struct Answer {
     status: StatusCode,
     content_type: &'static str,
     body: String,
@@ -156,12 +58,12 @@ impl Answer {
         }
     }
 
-    fn error(status: StatusCode, message: &str) -> Answer {
+    pub fn error(status: StatusCode, message: &str) -> Answer {
         Answer::json(status, json!({ "status": "error", "error": message }))
     }
 
     /// The response; without its body for a HEAD request.
-    fn into_response(self, head: bool) -> Response<Full<Bytes>> {
+    pub fn into_response(self, head: bool) -> Response<Full<Bytes>> {
         let body = if head {
             Bytes::new()
         } else {
