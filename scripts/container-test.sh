@@ -232,7 +232,7 @@ unhealthy() {
 test_env_only() {
     step "a container configured by PGQD_* variables only"
     run_pgqd pgqd-env -e PGQD_BASE_CONNSTR="host=/var/run/postgresql port=$PORT user=postgres" \
-        -e PGQD_HTTP_LISTEN=127.0.0.1:9650 -e PGQD_SYSLOG=0
+        -e PGQD_HTTP_LISTEN=127.0.0.1:10187 -e PGQD_SYSLOG=0
     assert_ticks "the PGQD_*-configured container"
     wait_for "a passing health check" healthy pgqd-env
     echo "ok: health check passes"
@@ -297,8 +297,8 @@ test_kube() {
     echo "ok: the sidecar ticks the PostgreSQL in its pod"
     # What the probes ask, asked from inside the sidecar: podman 4.3 would run an
     # httpGet probe as curl in the container, and the image has no curl.
-    wait_for "the sidecar's /healthz on 9650" podman exec postgres-pgqd-pgqd pgqd --healthcheck /etc/pgqd/pgqd.ini
-    echo "ok: the sidecar's health endpoint answers on port 9650"
+    wait_for "the sidecar's /healthz on 10187" podman exec postgres-pgqd-pgqd pgqd --healthcheck /etc/pgqd/pgqd.ini
+    echo "ok: the sidecar's health endpoint answers on port 10187"
     podman kube down docker/kubernetes/pgqd-sidecar.yaml >/dev/null 2>>"$TMP/podman.log"
     podman secret rm postgres-pgqd >/dev/null
 }

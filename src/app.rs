@@ -34,7 +34,9 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Ini => print!("{SAMPLE_INI}"),
         Command::Check { config } => return check(&config),
         Command::Status { config, json } => return crate::status::report(&config, json),
-        Command::Healthcheck { config } => return crate::status::healthcheck(&config),
+        Command::Healthcheck { config, path } => {
+            return crate::status::healthcheck(&config, path);
+        }
         Command::Signal { config, signal } => {
             return crate::daemon::signal_running(&config, signal);
         }

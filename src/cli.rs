@@ -18,8 +18,9 @@ pub enum Command {
     Check { config: PathBuf },
     /// Connect to the databases and report the queues' health (`--status [--json]`).
     Status { config: PathBuf, json: bool },
-    /// Ask the running daemon's `/healthz` (`--healthcheck`), for container health checks.
-    Healthcheck { config: PathBuf },
+    /// Ask the running daemon's `/healthz` (`--healthcheck`), or `/livez` or `/readyz`
+    /// (`--healthcheck=/livez`), for container health checks and exec probes.
+    Healthcheck { config: PathBuf, path: HealthPath },
     /// Send a signal to the daemon named by the pidfile (`-s`, `-k`, `-r`).
     Signal {
         config: PathBuf,
@@ -41,6 +42,31 @@ pub enum ControlSignal {
     Kill,
     /// `-r`: SIGHUP, reload.
     Reload,
+}
+
+/// The endpoint `--healthcheck` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HealthPath {
+    #[default]
+    Healthz,
+    Livez,
+    Readyz,
+}
+
+impl HealthPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthPath::Healthz => "/healthz",
+            HealthPath::Livez => "/livez",
+            HealthPath::Readyz => "/readyz",
+        }
+    }
+
+    fn parse(text: &str) -> Option<HealthPath> {
+        [HealthPath::Healthz, HealthPath::Livez, HealthPath::Readyz]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
 }
 
 /// Switches that shape a run.
@@ -73,6 +99,7 @@ Switches:
  --status   Report each database's queues and consumers; exit 1 if any is stalled
  --json     With --status: print JSON
  --healthcheck  Exit 0 if the running daemon's /healthz (at http_listen) says healthy
+                (--healthcheck=/livez or =/readyz asks that endpoint instead)
   -s        Stop - send SIGINT to running process
   -k        Kill - send SIGTERM to running process
   -r        Reload - send SIGHUP to running process
@@ -105,8 +132,9 @@ struct Args {
     status: bool,
     #[arg(long = "json")]
     json: bool,
-    #[arg(long = "healthcheck")]
-    healthcheck: bool,
+    /// Optional `=PATH`, never a separate word: `--healthcheck pgqd.ini` names the config.
+    #[arg(long = "healthcheck", num_args = 0..=1, require_equals = true, default_missing_value = "/healthz")]
+    healthcheck: Option<String>,
     #[arg(value_name = "config.file")]
     config: Vec<PathBuf>,
 }
@@ -144,8 +172,13 @@ where
             json: args.json,
         });
     }
-    if args.healthcheck {
-        return Ok(Command::Healthcheck { config });
+    if let Some(path) = args.healthcheck {
+        let path = HealthPath::parse(&path).ok_or_else(|| {
+            UsageError::BadSwitch(format!(
+                "--healthcheck={path}: use /healthz, /livez or /readyz"
+            ))
+        })?;
+        return Ok(Command::Healthcheck { config, path });
     }
     Ok(match (args.check, signal) {
         (true, _) => Command::Check { config },
@@ -236,6 +269,28 @@ mod tests {
         assert_eq!(cmd(&["-s", "c.ini"]), signal(ControlSignal::Stop));
         assert_eq!(cmd(&["-k", "c.ini"]), signal(ControlSignal::Kill));
         assert_eq!(cmd(&["-r", "c.ini"]), signal(ControlSignal::Reload));
+        let health = |path| {
+            Ok(Command::Healthcheck {
+                config: "c.ini".into(),
+                path,
+            })
+        };
+        assert_eq!(
+            cmd(&["--healthcheck", "c.ini"]),
+            health(HealthPath::Healthz)
+        );
+        assert_eq!(
+            cmd(&["--healthcheck=/livez", "c.ini"]),
+            health(HealthPath::Livez)
+        );
+        assert_eq!(
+            cmd(&["c.ini", "--healthcheck=/readyz"]),
+            health(HealthPath::Readyz)
+        );
+        assert!(matches!(
+            cmd(&["--healthcheck=/metrics", "c.ini"]),
+            Err(UsageError::BadSwitch(_))
+        ));
         assert_eq!(
             cmd(&["--check", "c.ini"]),
             Ok(Command::Check {

@@ -12,6 +12,7 @@ use pgconninfo::{Defaults, resolve};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::HealthPath;
 use crate::config::{self, Config};
 use crate::db::HAS_PGQ;
 use crate::http::client::{self, ClientFile};
@@ -283,9 +284,9 @@ fn secs(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.1} s"))
 }
 
-/// `--healthcheck`: GET the running daemon's `/healthz` at `http_listen`; exit 0 on
-/// 200. No curl needed in a container image.
-pub fn healthcheck(path: &Path) -> ExitCode {
+/// `--healthcheck`: GET the running daemon's `/healthz` (or `/livez`, `/readyz`) at
+/// `http_listen`; exit 0 on 200. No curl needed in a container image.
+pub fn healthcheck(path: &Path, endpoint: HealthPath) -> ExitCode {
     let config = match config::load(path) {
         Ok(loaded) => loaded.config,
         Err(e) => {
@@ -293,10 +294,10 @@ pub fn healthcheck(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match ask_healthz(&config) {
+    match ask(&config, endpoint) {
         Ok(status) if status.starts_with("200") => ExitCode::SUCCESS,
         Ok(status) => {
-            eprintln!("unhealthy: /healthz answered {status}");
+            eprintln!("unhealthy: {} answered {status}", endpoint.as_str());
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -306,9 +307,9 @@ pub fn healthcheck(path: &Path) -> ExitCode {
     }
 }
 
-/// The status code and reason of `/healthz`, asked over HTTP/1.0, over TLS and with
+/// The status code and reason of `endpoint`, asked over HTTP/1.0, over TLS and with
 /// credentials when the web config asks for them (see `http::client`).
-fn ask_healthz(config: &Config) -> Result<String, String> {
+fn ask(config: &Config, endpoint: HealthPath) -> Result<String, String> {
     let listen = config.http_listen.as_str();
     if listen.is_empty() {
         return Err("http_listen is not set: the daemon has no health endpoint".into());
@@ -334,7 +335,7 @@ fn ask_healthz(config: &Config) -> Result<String, String> {
     };
     client::get(
         socket,
-        "/healthz",
+        endpoint.as_str(),
         web.as_ref(),
         &client,
         HEALTHCHECK_TIMEOUT,

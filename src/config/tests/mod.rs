@@ -71,7 +71,7 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = json
-http_listen = 127.0.0.1:9650
+http_listen = 127.0.0.1:10187
 queue_stats_period = 15
 leader_lock = 0
 round_connections = 1
@@ -99,7 +99,7 @@ retry_timeout = 20
 maint_timeout = 300
 connect_timeout = 2
 log_format = "json"
-http_listen = "127.0.0.1:9650"
+http_listen = "127.0.0.1:10187"
 queue_stats_period = 15
 leader_lock = 0
 round_connections = 1
@@ -111,7 +111,7 @@ foreign_ticker = "yield"
     assert_eq!(from_ini.database_list, ["a", "b", "c"]);
     assert_eq!(from_ini.ticker_period, Duration::from_millis(100));
     assert_eq!(from_ini.maint_period, Duration::from_millis(7500));
-    assert_eq!(from_ini.http_listen, "127.0.0.1:9650");
+    assert_eq!(from_ini.http_listen, "127.0.0.1:10187");
     assert_eq!(from_ini.queue_stats_period, Duration::from_secs(15));
     assert_eq!(from_ini.base_connstr.expose(), "host=/tmp port=5433");
     assert_eq!(from_ini.log_format, LogFormat::Json);
@@ -138,7 +138,7 @@ fn defaults_are_valid() {
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 24, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 26, "{:?}", known_keys());
 }
 
 /// An unknown key is an error naming key, file and line.

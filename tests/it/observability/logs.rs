@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::{check, eager_queue, lines_with, pgq_db, serving, wait_for};
 use crate::harness::{Cluster, Daemon};
 
-use super::{Exposition, free_port, listen_on, metrics, request, wait_long};
+use super::{Exposition, free_port, get, listen_on, metrics, request, wait_long};
 
 /// The sum of `pgqd_errors_total` for `db` over the series with the given label
 /// values; 0 while the listener does not answer yet.
@@ -113,6 +113,24 @@ fn wrong_password_is_logged_once() {
         !output.contains("secret-pw"),
         "no password in the log",
     );
+    // /status shows the refusal, and nothing of the connection string.
+    let status = get(port, "/status").body;
+    let last =
+        serde_json::from_str::<serde_json::Value>(&status).unwrap()["databases"][&db]["last_error"]
+            ["sqlstate"]
+            .clone();
+    check(
+        &daemon,
+        last == "28P01",
+        &format!("/status shows the refusal: {status}"),
+    );
+    for leaked in ["secret-pw", "password=", "user=app", "base_connstr"] {
+        check(
+            &daemon,
+            !status.contains(leaked),
+            &format!("{leaked} in /status: {status}"),
+        );
+    }
 }
 
 /// The server is down when the daemon starts: "cannot connect" (never "connection

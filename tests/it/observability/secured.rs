@@ -164,6 +164,10 @@ fn tls_and_basic_auth_guard_every_endpoint() {
         "--healthcheck with credentials; pgqd output:\n{}",
         daemon.output()
     );
+    for endpoint in ["--healthcheck=/livez", "--healthcheck=/readyz"] {
+        let out = pgqd().arg(endpoint).arg(&config).output().unwrap();
+        assert!(out.status.success(), "{endpoint}: {out:?}");
+    }
     let bare = setup.path("bare.ini");
     let ini = fs::read_to_string(&config)
         .unwrap()
