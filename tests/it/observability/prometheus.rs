@@ -1,6 +1,6 @@
 //! The alert rules and the dashboard shipped with pgqd: promtool's checks and unit
 //! tests, the metric names they use, and a real Prometheus server scraping a running
-//! daemon and firing `PgqdTickerStalled`.
+//! daemon over TLS with basic auth (`http_web_config`) and firing `PgqdTickerStalled`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use crate::engine::{all_ticks, eager_queue, pgq_db, serving, wait_for};
 use crate::harness::{Cluster, Daemon};
 
 use super::endpoints::FAMILIES;
+use super::pki::{Ca, PASSWORD, USER, password_hash};
 use super::{free_port, listen_on, request, wait_long};
 
 /// Where the rules and their unit tests live in the repository.
@@ -101,23 +102,33 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping pgqd at `target` every second, evaluating the
-    /// shipped rules every second.
-    fn start(target: u16) -> Prometheus {
+    /// Starts Prometheus scraping pgqd at `target` every second over HTTPS, trusting
+    /// `ca` and sending the test user's credentials (from a file, as operators do),
+    /// and evaluating the shipped rules every second.
+    fn start(target: u16, ca: &Path) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
         let rules = prometheus_dir().join("pgqd.rules.yml");
-        fs::write(
-            &config,
+        let password = dir.path().join("pgqd.pass");
+        fs::write(&password, PASSWORD).unwrap();
+        let lines = [
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}".into(),
+            format!("rule_files: ['{}']", rules.display()),
+            "scrape_configs:".into(),
+            "  - job_name: pgqd".into(),
+            "    scheme: https".into(),
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {}\n\
-                 scrape_configs:\n  - job_name: pgqd\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n",
-                rules.display()
+                "    tls_config: {{ca_file: '{}', server_name: localhost}}",
+                ca.display()
             ),
-        )
-        .unwrap();
+            format!(
+                "    basic_auth: {{username: {USER}, password_file: '{}'}}",
+                password.display()
+            ),
+            format!("    static_configs: [{{targets: ['127.0.0.1:{target}']}}]"),
+        ];
+        fs::write(&config, lines.join("\n") + "\n").unwrap();
         let log = fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = tool("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -168,14 +179,20 @@ impl Prometheus {
             .collect()
     }
 
-    /// Whether the pgqd target's last scrape succeeded.
+    /// Whether the pgqd target's last scrape, over HTTPS, succeeded.
     fn target_up(&self) -> bool {
         self.api("/api/v1/targets").is_some_and(|body| {
             body["data"]["activeTargets"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|t| t["labels"]["job"] == "pgqd" && t["health"] == "up")
+                .any(|t| {
+                    t["labels"]["job"] == "pgqd"
+                        && t["health"] == "up"
+                        && t["scrapeUrl"]
+                            .as_str()
+                            .is_some_and(|u| u.starts_with("https://"))
+                })
         })
     }
 }
@@ -187,7 +204,8 @@ impl Drop for Prometheus {
     }
 }
 
-/// A real Prometheus scrapes the daemon every second with the shipped rules: while
+/// A real Prometheus scrapes the daemon every second with the shipped rules, over
+/// TLS with basic auth (the listener refuses anything else): while
 /// a transaction holds `lock table pgq.queue in access exclusive mode` in one
 /// database, `PgqdTickerStalled` fires for that database, and not for the other,
 /// ticking all along (over a minute by then, past the rule's 30 s and its `for`);
@@ -199,6 +217,20 @@ fn prometheus_fires_and_resolves_ticker_stalled() {
     eager_queue(cluster, &locked, "q");
     eager_queue(cluster, &free, "q");
     let port = free_port();
+    let tls = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tls.path(), "ca");
+    let (cert, key) = ca.issue(tls.path(), "pgqd", true);
+    let web = tls.path().join("web.yml");
+    fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {USER}: {}\n",
+            cert.display(),
+            key.display(),
+            password_hash()
+        ),
+    )
+    .unwrap();
     let daemon = Daemon::start(&serving(
         cluster,
         &[&locked, &free],
@@ -206,9 +238,10 @@ fn prometheus_fires_and_resolves_ticker_stalled() {
             "ticker_period = 0.5",
             "ticker_timeout = 1",
             &listen_on(port),
+            &format!("http_web_config = {}", web.display()),
         ],
     ));
-    let prometheus = Prometheus::start(port);
+    let prometheus = Prometheus::start(port, &ca.cert);
     let with_log = |what: &str| format!("{what}; prometheus log:\n{}", prometheus.log());
     wait_for(&daemon, &with_log("both ticking and scraped"), || {
         all_ticks(cluster, &locked) > 0 && all_ticks(cluster, &free) > 0 && prometheus.target_up()
