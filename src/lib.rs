@@ -24,7 +24,9 @@
 //!   line is their difference).
 //! - `health`: the liveness, readiness and tick-age rules.
 //! - `metrics`: the Prometheus families, read from `stats` at scrape time.
-//! - `http`: the optional listener: `/metrics`, `/livez`, `/readyz`, `/healthz`, `/status`.
+//! - `http`: the optional listener: `/metrics`, `/livez`, `/readyz`, `/healthz`, `/status`,
+//!   behind TLS and basic auth from an exporter-toolkit web config (`http_web_config`);
+//!   its client side for `--healthcheck` (`http/mod.rs` lists its parts).
 //! - `status`: `pgqd --status` and `pgqd --healthcheck`.
 //!
 //! `base_connstr` (password never shown) and how connections are made, libpq's rules,
