@@ -33,7 +33,7 @@ pub struct ClientFile {
     tls_config: Option<ClientTls>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BasicAuth {
     username: String,
@@ -41,6 +41,17 @@ struct BasicAuth {
     password: Option<String>,
     #[serde(default)]
     password_file: Option<PathBuf>,
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "..."))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

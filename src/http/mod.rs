@@ -119,10 +119,12 @@ impl HttpServer {
                     }
                 },
                 changed = reloads.changed() => {
-                    if changed.is_ok() {
-                        let path = reloads.borrow_and_update().http_web_config.clone();
-                        self.keeper.reload(path.as_deref());
+                    // The supervisor, which owns the settings, has ended: so does pgqd.
+                    if changed.is_err() {
+                        return;
                     }
+                    let path = reloads.borrow_and_update().http_web_config.clone();
+                    self.keeper.reload(path.as_deref());
                     continue;
                 }
                 _ = self.shutdown.cancelled() => return,

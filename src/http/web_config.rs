@@ -139,8 +139,8 @@ pub struct TlsSettings {
     pub prefer_server_cipher_suites: bool,
 }
 
-/// A typed web config.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A typed web config; its `Debug` shows the user names, never their hashes.
+#[derive(Clone, PartialEq, Default)]
 pub struct WebConfig {
     pub path: PathBuf,
     pub tls: Option<TlsSettings>,
@@ -148,6 +148,17 @@ pub struct WebConfig {
     pub headers: Vec<(String, String)>,
     /// User name to bcrypt hash.
     pub users: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("path", &self.path)
+            .field("tls", &self.tls)
+            .field("headers", &self.headers)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Why a web config was refused: the file and what is wrong, never a value of it.
