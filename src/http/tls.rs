@@ -217,3 +217,7 @@ impl ClientCertVerifier for AnyClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
