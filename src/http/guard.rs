@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::auth::Users;
 use super::web_config::{WebConfig, WebConfigError};
@@ -130,6 +130,12 @@ impl Keeper {
 
     /// SIGHUP: reads `path` again (the key may have changed), whatever the files say.
     pub fn reload(&mut self, path: Option<&Path>) {
+        if path.is_none() && self.path.is_none() {
+            return;
+        }
+        if path.is_none() {
+            warn!("http_web_config removed: the HTTP listener serves plain HTTP to anyone");
+        }
         self.path = path.map(Path::to_path_buf);
         self.rebuild(true);
     }
