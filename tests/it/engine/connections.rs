@@ -211,12 +211,13 @@ fn template_database_is_not_held_open() {
     );
 }
 
-/// `round_connections = 1` is pgqd 3.5's way: every retry and maintenance round on a
-/// connection of its own. Rounds still run, each opens a session, and the ticker's kept
-/// backend never runs a retry or maintenance call (its last statement, sampled all
-/// along, is never one; with the default 0 it often is).
+/// The ticker's kept backend never runs pgq's maintenance functions, nor
+/// `pgq.maint_retry_events()` while no event is due: each maintenance round opens a
+/// short-lived session of its own, and the retry check is plain SQL. Its last
+/// statement, sampled all along, is never a `maint_` call, and the retry function is
+/// not called at all.
 #[test]
-fn round_connections_keep_housekeeping_off_the_ticker_session() {
+fn housekeeping_stays_off_the_ticker_session() {
     let cluster = Cluster::shared();
     let db = pgq_db(cluster, "rounds");
     eager_queue(cluster, &db, "q");
@@ -227,7 +228,6 @@ fn round_connections_keep_housekeeping_off_the_ticker_session() {
             "ticker_period = 0.1",
             "retry_period = 0.3",
             "maint_period = 0.3",
-            "round_connections = 1",
         ],
     ));
     let mut observer = cluster.connect("postgres");
@@ -276,8 +276,14 @@ fn round_connections_keep_housekeeping_off_the_ticker_session() {
     );
     check(
         &daemon,
-        ticker_pid(&mut observer) == pid && pgq_calls(&mut client, "maint_retry_events") > 0,
-        "the same ticker backend, retry rounds run",
+        ticker_pid(&mut observer) == pid,
+        "the same ticker backend all along",
+    );
+    let retry_calls = pgq_calls(&mut client, "maint_retry_events");
+    check(
+        &daemon,
+        retry_calls == 0,
+        &format!("pgq.maint_retry_events() called {retry_calls} times with no event due"),
     );
     check(&daemon, samples > 10, &format!("{samples} samples"));
 }
