@@ -19,7 +19,7 @@ use super::slow_lane::{self, SlowWork};
 use crate::config::{Config, ForeignTicker};
 use crate::jobs::{Job, Limits, queue_stats, retry};
 use crate::pg::Session;
-use crate::schedule::spread_share;
+use crate::schedule::{phase, spread_share};
 
 /// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
 const ERROR_RETRY: Duration = Duration::from_secs(20);
@@ -49,19 +49,16 @@ enum Step {
     More,
 }
 
-impl Default for Housekeeping {
-    fn default() -> Self {
-        Housekeeping::new()
-    }
-}
-
 impl Housekeeping {
-    /// Both jobs are due at once, as pgqd launches them when pgq is found.
-    pub fn new() -> Housekeeping {
+    /// The retry check is due at once, as pgqd launches its rounds when pgq is found.
+    /// The first maintenance round comes at the database's own place in `maint_period`
+    /// (pgqd 3.5: at once): each round opens a connection, and a thousand databases
+    /// found together would open a thousand at once, every period.
+    pub fn new(name: &str, config: &Config) -> Housekeeping {
         let now = Instant::now();
         Housekeeping {
             next_retry: now,
-            next_maint: now,
+            next_maint: now + config.maint_period.mul_f64(phase(name)),
             next_queue_stats: now,
             look: 0,
             watch: ForeignWatch::default(),
