@@ -160,10 +160,17 @@ pub fn spread(period: Duration, key: &str) -> Duration {
 /// The share of a period (0.9 to 1.0) that [`spread`] gives `key`: a stable hash, so
 /// a database keeps its share across restarts of the daemon.
 pub fn spread_share(key: &str) -> f64 {
+    0.9 + 0.1 * phase(key)
+}
+
+/// Where in a period (0 to 0.999) `key`'s first round falls: a stable hash, so that a
+/// thousand databases do not open their maintenance connections in the same second,
+/// and each keeps its place across restarts.
+pub fn phase(key: &str) -> f64 {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    0.9 + 0.1 * (hash % 1000) as f64 / 1000.0
+    (hash % 1000) as f64 / 1000.0
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variant", type=ini_settings, default={},
                    help="also run our pgqd with these pgqd.ini settings (KEY=VALUE, "
                         "comma-separated) as a third daemon in every round, e.g. "
-                        "round_connections=1")
+                        "leader_lock=0")
     p.add_argument("--out", help="markdown report to write (default docs/benchmarks.md; "
                                  "none with --quick); '-' for none")
     p.add_argument("--json", help="also write every run's raw figures to this file")

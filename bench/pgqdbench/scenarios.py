@@ -60,7 +60,7 @@ def scenario_list(text: str) -> list[Scenario]:
 
 
 def ini_settings(text: str) -> dict[str, str]:
-    """"round_connections=1,leader_lock=0" -> {"round_connections": "1", "leader_lock": "0"}"""
+    """"http_listen=127.0.0.1:9651,leader_lock=0" -> {"http_listen": "127.0.0.1:9651", "leader_lock": "0"}"""
     out = {}
     for item in text.split(","):
         key, eq, value = item.partition("=")
@@ -71,7 +71,7 @@ def ini_settings(text: str) -> dict[str, str]:
 
 
 def variant_name(settings: dict[str, str]) -> str:
-    """The name of our pgqd run with extra settings: "ours, round_connections = 1"."""
+    """The name of our pgqd run with extra settings: "ours, leader_lock = 0"."""
     return "ours, " + ", ".join(f"{k} = {v}" for k, v in settings.items())
 
 

@@ -37,12 +37,12 @@ pub fn read(
     for (var, value) in ours {
         if var == CONNSTR_FILE {
             entries.push(connstr_file(&var, &value)?);
-        } else if let Some(key) = keys::KEYS.iter().find(|key| variable(key.name) == var) {
+        } else if let Some(key) = known_name(&var) {
             let value = value.into_string().map_err(|_| ConfigError::Env {
                 var: var.clone(),
                 reason: "value is not valid UTF-8".into(),
             })?;
-            entries.push(entry(key.name, value, var));
+            entries.push(entry(key, value, var));
         } else {
             warnings.push(unknown(var));
         }
@@ -54,6 +54,13 @@ pub fn read(
         });
     }
     Ok((entries, warnings))
+}
+
+/// The key `var` sets: a setting's, or an obsolete one's (warned about by the loader).
+fn known_name(var: &str) -> Option<&'static str> {
+    let settings = keys::KEYS.iter().map(|key| key.name);
+    let obsolete = keys::OBSOLETE.iter().map(|(name, _)| *name);
+    settings.chain(obsolete).find(|name| variable(name) == var)
 }
 
 fn entry(key: &str, value: String, var: String) -> Entry {

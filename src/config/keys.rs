@@ -100,14 +100,17 @@ settings! {
     /// Non-zero: tick a database only while holding its leader lock (one instance of
     /// several ticks); 0: tick without it, as pgqd 3.5.
     leader_lock: i64 = Integer, "1";
-    /// Non-zero: every retry and maintenance round on a connection of its own, opened
-    /// for the round and closed after it, as pgqd 3.5; 0: between ticks on the
-    /// ticker's connection.
-    round_connections: i64 = Integer, "0";
     /// Another client calling `pgq.ticker()` in a database (a pgqd 3.5 left running):
     /// `warn` reports it, `yield` also stops ticking that database while it ticks.
     foreign_ticker: ForeignTicker = Foreign, "warn";
 }
+
+/// Keys this pgqd once had and no longer needs: accepted with a warning (saying why),
+/// so that a config written for an older version still starts.
+pub const OBSOLETE: &[(&str, &str)] = &[(
+    "round_connections",
+    "every maintenance round now runs on a short-lived connection of its own, and retry rounds call pgq only when an event is due",
+)];
 
 /// The key called `name`.
 pub fn find(name: &str) -> Option<&'static Key> {

@@ -108,13 +108,30 @@ pub fn load_with_env(
     warnings.extend(env_warnings);
     // Precedence, written once: the defaults table < the file < PGQD_* variables (a
     // later entry wins). No command-line switch sets a key; one would come last.
-    let entries = [from_file, from_env].concat();
+    let mut entries = [from_file, from_env].concat();
+    warnings.extend(obsolete_warnings(&mut entries));
     let (config, origins) = keys::typed(&entries)?;
     Ok(Loaded {
         config,
         warnings,
         origins,
     })
+}
+
+/// Takes the entries of obsolete keys out, with a warning for each.
+fn obsolete_warnings(entries: &mut Vec<Entry>) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    entries.retain(|entry| {
+        let Some((key, why)) = keys::OBSOLETE.iter().find(|(key, _)| *key == entry.key) else {
+            return true;
+        };
+        warnings.push(Warning {
+            origin: entry.origin.clone(),
+            message: format!("{key} is obsolete and has no effect: {why}"),
+        });
+        false
+    });
+    warnings
 }
 
 fn read_file(path: &Path) -> Result<(Vec<Entry>, Vec<Warning>), ConfigError> {

@@ -1,10 +1,11 @@
-//! A database's retry and maintenance jobs, run between ticks on the ticker's own
-//! session, one bounded call at a time. A call that overruns its inline bound is
-//! cancelled (each call is its own transaction, so that is safe) and the rest of its
-//! round moves to a short-lived second connection, as does every VACUUM. pgqd 3.5
-//! opens a new connection for every round; we open one only for slow work, unless
-//! `round_connections` asks for pgqd 3.5's way (every round on a connection of its
-//! own, so the ticker's backend never holds the maintenance functions' caches).
+//! A database's retry and maintenance jobs. Retry rounds run between ticks on the
+//! ticker's own session, one bounded call at a time, and only when plain SQL shows an
+//! event is due; a call that overruns its inline bound is cancelled (each call is its
+//! own transaction, so that is safe) and the rest of the round moves to a short-lived
+//! second connection. Every maintenance round runs on such a connection: pgq's
+//! maintenance functions, compiled and cached by the backend that calls them, would
+//! otherwise cost the ticker's kept backend about 0.6 MB a database for its whole life.
+//! pgqd 3.5 opens a new connection for every retry and every maintenance round.
 
 use std::time::Duration;
 
@@ -14,12 +15,11 @@ use tracing::{error, warn};
 
 use super::context::{DbContext, End};
 use super::foreign::ForeignWatch;
-use super::round::{Lane, MaintRound, Progress, planning_failed};
 use super::slow_lane::{self, SlowWork};
 use crate::config::{Config, ForeignTicker};
-use crate::jobs::{Job, Limits, maint, queue_stats, retry};
+use crate::jobs::{Job, Limits, queue_stats, retry};
 use crate::pg::Session;
-use crate::schedule::spread_share;
+use crate::schedule::{phase, spread_share};
 
 /// After a failed round, pgqd 3.5 tries again in 20 s; never later than the period.
 const ERROR_RETRY: Duration = Duration::from_secs(20);
@@ -36,10 +36,9 @@ pub struct Housekeeping {
     watch: ForeignWatch,
     /// A retry round is in progress (`pgq.maint_retry_events()` until it returns 0).
     retrying: bool,
-    /// The maintenance round in progress.
-    maint: Option<MaintRound>,
-    /// Work moved to a second connection; no inline housekeeping until it is done.
-    slow: Option<JoinHandle<()>>,
+    /// Work on a second connection; no inline housekeeping until it is done. It ends
+    /// with the job whose round failed, if one did.
+    slow: Option<JoinHandle<Option<Job>>>,
 }
 
 /// What one housekeeping call left to do.
@@ -50,24 +49,20 @@ enum Step {
     More,
 }
 
-impl Default for Housekeeping {
-    fn default() -> Self {
-        Housekeeping::new()
-    }
-}
-
 impl Housekeeping {
-    /// Both jobs are due at once, as pgqd launches them when pgq is found.
-    pub fn new() -> Housekeeping {
+    /// The retry check is due at once, as pgqd launches its rounds when pgq is found.
+    /// The first maintenance round comes at the database's own place in `maint_period`
+    /// (pgqd 3.5: at once): each round opens a connection, and a thousand databases
+    /// found together would open a thousand at once, every period.
+    pub fn new(name: &str, config: &Config) -> Housekeeping {
         let now = Instant::now();
         Housekeeping {
             next_retry: now,
-            next_maint: now,
+            next_maint: now + config.maint_period.mul_f64(phase(name)),
             next_queue_stats: now,
             look: 0,
             watch: ForeignWatch::default(),
             retrying: false,
-            maint: None,
             slow: None,
         }
     }
@@ -81,10 +76,15 @@ impl Housekeeping {
         config: &Config,
         budget: Duration,
     ) -> Result<(), End> {
-        if self.slow.as_ref().is_some_and(|h| !h.is_finished()) {
+        if self.slow_work_running() {
             return Ok(());
         }
-        self.slow = None;
+        if let Some(slow) = self.slow.take() {
+            // Finished: the await returns at once.
+            if let Ok(Some(job)) = slow.await {
+                self.round_failed(job, config);
+            }
+        }
         let started = Instant::now();
         while started.elapsed() < budget && !ctx.shutdown.is_cancelled() {
             if let Step::Idle = self.step(ctx, session, config).await? {
@@ -115,25 +115,18 @@ impl Housekeeping {
         config: &Config,
     ) -> Result<Step, End> {
         let now = Instant::now();
-        if config.round_connections != 0 {
-            if let Some(work) = self.due_round(now, config) {
-                self.move_to_slow_lane(ctx, work);
-                return Ok(Step::Idle);
-            }
-        } else if !self.retrying && self.next_retry <= now {
-            self.retrying = true;
+        if !self.retrying && self.next_retry <= now {
+            self.retry_check(ctx, session, config).await?;
+            return Ok(Step::More);
         }
         if self.retrying {
             self.retry_call(ctx, session, config).await?;
             return Ok(Step::More);
         }
-        if self.maint.is_none() && self.next_maint <= now {
-            self.plan_maint(ctx, session, config).await?;
-            return Ok(Step::More);
-        }
-        if self.maint.is_some() {
-            self.maint_call(ctx, session, config).await?;
-            return Ok(Step::More);
+        if self.next_maint <= now {
+            self.next_maint = now + config.maint_period;
+            self.move_to_slow_lane(ctx, SlowWork::Maint);
+            return Ok(Step::Idle);
         }
         // The figures are only for the HTTP listener: without one nobody reads them,
         // and the server does no work for them.
@@ -144,18 +137,32 @@ impl Housekeeping {
         Ok(Step::Idle)
     }
 
-    /// With `round_connections`: the round now due, if any, scheduled as done (a
-    /// failure is logged, and the next round comes a period later, as pgqd 3.5 does).
-    fn due_round(&mut self, now: Instant, config: &Config) -> Option<SlowWork> {
-        if self.next_retry <= now {
-            self.next_retry = now + config.retry_period;
-            Some(SlowWork::Retry)
-        } else if self.next_maint <= now {
-            self.next_maint = now + config.maint_period;
-            Some(SlowWork::Maint(None))
-        } else {
-            None
+    /// A round on the second connection failed: pgqd 3.5 tries again in 20 s.
+    fn round_failed(&mut self, job: Job, config: &Config) {
+        let again = Instant::now();
+        match job {
+            Job::Retry => self.next_retry = again + ERROR_RETRY.min(config.retry_period),
+            _ => self.next_maint = again + ERROR_RETRY.min(config.maint_period),
         }
+    }
+
+    /// Starts a retry round if an event is due; else the next check is a period away.
+    /// When the check itself fails (an old pgq, no privilege on its tables), the round
+    /// starts anyway and `pgq.maint_retry_events()` reports what is wrong.
+    async fn retry_check(
+        &mut self,
+        ctx: &DbContext,
+        session: &Session,
+        config: &Config,
+    ) -> Result<(), End> {
+        let limits = inline(ctx, config, config.retry_timeout).limits;
+        match retry::due(session, &limits).await {
+            Ok(false) => self.retry_done(config.retry_period),
+            Ok(true) => self.retrying = true,
+            Err(e) if e.ends_connection() => return Err(End::failed(Job::Retry)(e)),
+            Err(_) => self.retrying = true,
+        }
+        Ok(())
     }
 
     async fn retry_call(
@@ -243,60 +250,6 @@ impl Housekeeping {
     fn retry_done(&mut self, next: Duration) {
         self.retrying = false;
         self.next_retry = Instant::now() + next;
-    }
-
-    async fn plan_maint(
-        &mut self,
-        ctx: &DbContext,
-        session: &Session,
-        config: &Config,
-    ) -> Result<(), End> {
-        let limits = inline(ctx, config, config.maint_timeout).limits;
-        match maint::operations(session, &limits).await {
-            Ok(operations) => {
-                self.maint = Some(MaintRound::new(operations));
-                Ok(())
-            }
-            Err(e) if e.ends_connection() => Err(End::failed(Job::Maint)(e)),
-            Err(e) => {
-                planning_failed(ctx, &e);
-                self.next_maint = Instant::now() + ERROR_RETRY.min(config.maint_period);
-                Ok(())
-            }
-        }
-    }
-
-    /// One call of the round's first operation; a VACUUM, or a call that overran the
-    /// inline bound, moves the rest of the round to the second connection.
-    async fn maint_call(
-        &mut self,
-        ctx: &DbContext,
-        session: &Session,
-        config: &Config,
-    ) -> Result<(), End> {
-        let Some(mut round) = self.maint.take() else {
-            return Ok(());
-        };
-        let Inline {
-            limits,
-            moves_on_timeout,
-        } = inline(ctx, config, config.maint_timeout);
-        let lane = Lane::Inline { moves_on_timeout };
-        match round.step(ctx, session, &limits, lane).await {
-            Progress::Called => self.maint = Some(round),
-            Progress::Finished => {
-                round.done(ctx, lane);
-                self.next_maint = Instant::now() + config.maint_period;
-            }
-            Progress::Move => self.maint_to_slow_lane(ctx, round, config),
-            Progress::Lost(e) => return Err(End::failed(Job::Maint)(e)),
-        }
-        Ok(())
-    }
-
-    fn maint_to_slow_lane(&mut self, ctx: &DbContext, round: MaintRound, config: &Config) {
-        self.next_maint = Instant::now() + config.maint_period;
-        self.move_to_slow_lane(ctx, SlowWork::Maint(Some(round)));
     }
 
     /// Hands `work` to the second connection; no inline housekeeping until it ends.

@@ -1,6 +1,6 @@
-//! A maintenance round in progress and the one routine that makes its calls, for both
-//! lanes: inline between ticks (each call bounded; a VACUUM or a call over the bound
-//! moves the rest aside) and on the second connection (every call to its end).
+//! A maintenance round in progress and the routine that makes its calls, one after the
+//! other on the second connection (`db/slow_lane.rs`), each to its end under the job's
+//! timeout.
 
 use std::collections::VecDeque;
 
@@ -11,25 +11,12 @@ use crate::jobs::maint::{self, MAX_REPEAT, Operation};
 use crate::jobs::{Job, Limits};
 use crate::pg::{PgError, Session};
 
-/// Where a round's calls run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// On the ticker's session between ticks. A VACUUM moves to the second connection,
-    /// as does a call that overran the inline bound when `moves_on_timeout` (the bound
-    /// is shorter than the job's own timeout).
-    Inline { moves_on_timeout: bool },
-    /// On the second connection, under the job's own timeout.
-    Slow,
-}
-
 /// What one call of a round left.
 pub enum Progress {
     /// A call was made; more may follow.
     Called,
     /// No operation is left.
     Finished,
-    /// The rest of the round belongs on the second connection.
-    Move,
     /// The connection is gone (or shutdown); the round ends here.
     Lost(PgError),
 }
@@ -59,15 +46,10 @@ impl MaintRound {
         ctx: &DbContext,
         session: &Session,
         limits: &Limits<'_>,
-        lane: Lane,
     ) -> Progress {
         let Some(operation) = self.operations.front() else {
             return Progress::Finished;
         };
-        let inline = matches!(lane, Lane::Inline { .. });
-        if inline && matches!(operation, Operation::Vacuum { .. }) {
-            return Progress::Move;
-        }
         match maint::call(session, limits, operation).await {
             Ok(true) if self.calls + 1 < MAX_REPEAT => self.calls += 1,
             Ok(again) => {
@@ -78,15 +60,6 @@ impl MaintRound {
                 self.next_operation();
             }
             Err(e) if e.ends_connection() => return Progress::Lost(e),
-            Err(e)
-                if e.is_timeout()
-                    && lane
-                        == (Lane::Inline {
-                            moves_on_timeout: true,
-                        }) =>
-            {
-                return Progress::Move;
-            }
             Err(e) => {
                 operation_failed(ctx, operation, &e);
                 ctx.stats.maint_operation(false);
@@ -103,18 +76,12 @@ impl MaintRound {
     }
 
     /// Counts the round as done and says so.
-    pub fn done(&self, ctx: &DbContext, lane: Lane) {
+    pub fn done(&self, ctx: &DbContext) {
         let failed = self.failed;
-        match lane {
-            Lane::Inline { .. } => debug!(
-                job = %Job::Maint,
-                "maintenance round done, {failed} operations failed"
-            ),
-            Lane::Slow => debug!(
-                job = %Job::Maint,
-                "maintenance round done on the second connection, {failed} operations failed"
-            ),
-        }
+        debug!(
+            job = %Job::Maint,
+            "maintenance round done on the second connection, {failed} operations failed"
+        );
         ctx.stats.maint_done();
     }
 

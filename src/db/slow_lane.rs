@@ -1,47 +1,48 @@
-//! The second connection of a database's housekeeping: work too slow for the ticker's
-//! session (a VACUUM, a call over the inline bound, or every round with
-//! `round_connections`) runs to its end on a short-lived connection of its own, under
-//! the job's full timeout, and the connection closes with it. A second kept connection
-//! per database would cost the server ~2 MB a database.
+//! The second connection of a database's housekeeping: every maintenance round, and a
+//! retry round whose call overran the inline bound, runs to its end on a short-lived
+//! connection of its own, under the job's full timeout, and the connection closes with
+//! it. A second kept connection per database would cost the server ~2 MB a database.
 
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error};
 
 use super::context::DbContext;
-use super::round::{Lane, MaintRound, Progress, planning_failed};
+use super::round::{MaintRound, Progress, planning_failed};
 use crate::jobs::maint;
 use crate::jobs::{Job, Limits, retry};
 use crate::pg::{PgError, Session};
 
 /// Work for the second connection.
 pub enum SlowWork {
+    /// The rest of a retry round.
     Retry,
-    /// A maintenance round, planned there (`round_connections`) or already begun.
-    Maint(Option<MaintRound>),
+    /// A whole maintenance round, planned there.
+    Maint,
 }
 
 impl SlowWork {
     fn job(&self) -> Job {
         match self {
             SlowWork::Retry => Job::Retry,
-            SlowWork::Maint(_) => Job::Maint,
+            SlowWork::Maint => Job::Maint,
         }
     }
 }
 
 /// Runs `work` to its end on a connection of its own, under the job's full timeout,
-/// and closes that connection.
-pub fn spawn(ctx: &DbContext, work: SlowWork) -> JoinHandle<()> {
+/// and closes that connection. The task ends with the job if its round failed (not for
+/// a failed operation: the round goes on past it, as pgqd 3.5's does).
+pub fn spawn(ctx: &DbContext, work: SlowWork) -> JoinHandle<Option<Job>> {
     let ctx = ctx.clone();
     let job = work.job();
     debug!(
         job = %job,
-        "moving the rest of the round (or a whole round) to a second connection"
+        "running the {job} round (or its rest) on a second connection"
     );
     let run = async move {
         match ctx.connect().await {
-            Ok(session) => run(&ctx, &session, work).await,
-            Err(e) if e.is_shutdown() => {}
+            Ok(session) => run(&ctx, &session, work).await.err().map(|()| job),
+            Err(e) if e.is_shutdown() => None,
             Err(e) => {
                 ctx.report(job, &e, |repeated| {
                     error!(
@@ -50,14 +51,16 @@ pub fn spawn(ctx: &DbContext, work: SlowWork) -> JoinHandle<()> {
                         "cannot open a second connection for the {job} round: {e}{repeated}"
                     )
                 });
+                Some(job)
             }
         }
     };
     tokio::spawn(run.in_current_span())
 }
 
-/// The rest of a round (or a whole round) with the job's own timeout.
-async fn run(ctx: &DbContext, session: &Session, work: SlowWork) {
+/// The rest of a retry round, or a whole maintenance round, with the job's own
+/// timeout; `Err` when the round failed (shutdown is not a failure).
+async fn run(ctx: &DbContext, session: &Session, work: SlowWork) -> Result<(), ()> {
     let config = ctx.config();
     match work {
         SlowWork::Retry => {
@@ -66,43 +69,55 @@ async fn run(ctx: &DbContext, session: &Session, work: SlowWork) {
                 shutdown: &ctx.shutdown,
             };
             let moved_back = |moved| ctx.stats.retried(moved);
-            if let Err(e) = retry::round(session, &limits, moved_back).await {
-                log_failure(ctx, Job::Retry, retry::RETRY, &e);
-            }
+            retry::round(session, &limits, moved_back)
+                .await
+                .map(drop)
+                .map_err(|e| log_failure(ctx, Job::Retry, retry::RETRY, &e))
         }
-        SlowWork::Maint(round) => {
+        SlowWork::Maint => {
             let limits = Limits {
                 timeout: config.maint_timeout,
                 shutdown: &ctx.shutdown,
             };
-            let round = match round {
-                Some(round) => round,
-                None => match maint::operations(session, &limits).await {
-                    Ok(operations) => MaintRound::new(operations),
-                    Err(e) if e.is_shutdown() => return,
-                    Err(e) => return planning_failed(ctx, &e),
-                },
+            let round = match maint::operations(session, &limits).await {
+                Ok(operations) => MaintRound::new(operations),
+                Err(e) if e.is_shutdown() => return Ok(()),
+                Err(e) => {
+                    planning_failed(ctx, &e);
+                    return Err(());
+                }
             };
-            run_maint(ctx, session, &limits, round).await;
+            run_maint(ctx, session, &limits, round).await
         }
     }
 }
 
 /// The round's calls, one after the other, until none is left.
-async fn run_maint(ctx: &DbContext, session: &Session, limits: &Limits<'_>, mut round: MaintRound) {
+async fn run_maint(
+    ctx: &DbContext,
+    session: &Session,
+    limits: &Limits<'_>,
+    mut round: MaintRound,
+) -> Result<(), ()> {
     while !ctx.shutdown.is_cancelled() {
-        match round.step(ctx, session, limits, Lane::Slow).await {
-            Progress::Called | Progress::Move => {}
-            Progress::Finished => return round.done(ctx, Lane::Slow),
+        match round.step(ctx, session, limits).await {
+            Progress::Called => {}
+            Progress::Finished => {
+                round.done(ctx);
+                return Ok(());
+            }
             Progress::Lost(e) => {
                 ctx.stats.maint_operation(false);
                 let query = round.current().map(maint::describe).unwrap_or_default();
-                return log_failure(ctx, Job::Maint, &query, &e);
+                log_failure(ctx, Job::Maint, &query, &e);
+                return Err(());
             }
         }
     }
+    Ok(())
 }
 
+/// Logs a round's failure (identical ones once a minute); shutdown is no failure.
 fn log_failure(ctx: &DbContext, job: Job, query: &str, error: &PgError) {
     if error.is_shutdown() {
         return;

@@ -58,7 +58,7 @@ impl<'a> Ticking<'a> {
             ctx,
             session,
             leadership,
-            housekeeping: Housekeeping::new(),
+            housekeeping: Housekeeping::new(&ctx.name, &ctx.config()),
             failing: BTreeSet::new(),
             fallback_cause: None,
             timeouts: 0,
@@ -117,7 +117,8 @@ impl<'a> Ticking<'a> {
 
     /// The housekeeping schedules, for the next phase.
     pub fn take_housekeeping(&mut self) -> Housekeeping {
-        std::mem::take(&mut self.housekeeping)
+        let fresh = Housekeeping::new(&self.ctx.name, &self.ctx.config());
+        std::mem::replace(&mut self.housekeeping, fresh)
     }
 
     /// One turn: the ticker call, then due housekeeping calls on the same session for

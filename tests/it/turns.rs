@@ -69,10 +69,11 @@ fn ticker_turn_ticks_once() {
 }
 
 /// One housekeeping turn on the ticker's session moves a retried event back into its
-/// queue and runs a maintenance round, both counted in the stats, without opening a
-/// second connection.
+/// queue without opening a second connection; once the maintenance round is due, a
+/// turn hands it to a short-lived second connection, which runs it to its end. Both
+/// are counted in the stats.
 #[test]
-fn housekeeping_turn_retries_and_maintains() {
+fn housekeeping_turn_retries_inline_and_maintains_aside() {
     let cluster = Cluster::shared();
     let db = pgq_db(cluster, "turn_hk");
     eager_queue(cluster, &db, "q");
@@ -98,8 +99,10 @@ fn housekeeping_turn_retries_and_maintains() {
     let mut observer = cluster.connect("postgres");
     let held = runtime().block_on(async {
         let session = ctx.connect().await.unwrap();
-        let mut housekeeping = Housekeeping::new();
+        // Scheduled as a database named "turns" (its first maintenance round is
+        // 47 % into maint_period, two minutes from now): the retry round alone.
         let config = ctx.config();
+        let mut housekeeping = Housekeeping::new("turns", &config);
         let result = housekeeping
             .turn(&ctx, &session, &config, Duration::from_secs(10))
             .await;
@@ -107,7 +110,23 @@ fn housekeeping_turn_retries_and_maintains() {
         assert!(!housekeeping.slow_work_running());
         // The sync client cannot run inside the runtime: ask from a thread of its own
         // while the session is still open.
-        std::thread::scope(|s| s.spawn(|| pgqd_backends(&mut observer, &db)).join()).unwrap()
+        let held =
+            std::thread::scope(|s| s.spawn(|| pgqd_backends(&mut observer, &db)).join()).unwrap();
+        assert_eq!(ctx.stats.all().totals().maint, 0, "maintained inline");
+        // With a 1 ms maint_period the round is due at once, and goes aside.
+        let config = Config {
+            maint_period: Duration::from_millis(1),
+            ..(*config).clone()
+        };
+        let mut housekeeping = Housekeeping::new("turns", &config);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let result = housekeeping
+            .turn(&ctx, &session, &config, Duration::from_secs(10))
+            .await;
+        assert!(result.is_ok());
+        assert!(housekeeping.slow_work_running() || ctx.stats.all().totals().maint == 1);
+        housekeeping.finish().await;
+        held
     });
     assert_eq!(
         retry_queue(&mut client),

@@ -63,7 +63,6 @@ fn every_key_from_the_environment() {
         ("http_healthcheck_config", "/etc/pgqd/healthcheck.yml"),
         ("queue_stats_period", "15"),
         ("leader_lock", "0"),
-        ("round_connections", "1"),
         ("foreign_ticker", "yield"),
     ];
     assert_eq!(settings.len(), known_keys().len());
@@ -271,4 +270,26 @@ fn toml_with_environment() {
     std::fs::write(&path, "[pgqd]\nticker_period = 2\n").unwrap();
     let loaded = load_with_env(&path, vars(&[("PGQD_TICKER_PERIOD", "0.25")])).unwrap();
     assert_eq!(loaded.config.ticker_period, Duration::from_millis(250));
+}
+
+/// An obsolete key (`round_connections`) still loads, from the file or a variable,
+/// with one warning each naming its origin and saying why it is gone.
+#[test]
+fn obsolete_key_warns_and_loads() {
+    let env = vec![("PGQD_ROUND_CONNECTIONS".into(), "1".into())];
+    let loaded = with_env("[pgqd]\nround_connections = 1\n", env).unwrap();
+    assert_eq!(loaded.config, Config::default());
+    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    assert!(
+        matches!(loaded.warnings[0].origin, Origin::File { line: 2, .. }),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        loaded.warnings[1]
+            .message
+            .starts_with("round_connections is obsolete and has no effect: "),
+        "{:?}",
+        loaded.warnings
+    );
 }

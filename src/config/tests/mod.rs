@@ -74,7 +74,6 @@ log_format = json
 http_listen = 127.0.0.1:10187
 queue_stats_period = 15
 leader_lock = 0
-round_connections = 1
 foreign_ticker = yield
 ")
     .unwrap();
@@ -102,7 +101,6 @@ log_format = "json"
 http_listen = "127.0.0.1:10187"
 queue_stats_period = 15
 leader_lock = 0
-round_connections = 1
 foreign_ticker = "yield"
 "#,
     )
@@ -138,7 +136,7 @@ fn defaults_are_valid() {
 /// Every key of the struct is tested above: a new key must be added to that test.
 #[test]
 fn key_list_is_complete() {
-    assert_eq!(known_keys().len(), 26, "{:?}", known_keys());
+    assert_eq!(known_keys().len(), 25, "{:?}", known_keys());
 }
 
 /// An unknown key is an error naming key, file and line.

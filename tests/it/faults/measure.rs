@@ -109,11 +109,12 @@ impl Rig {
         total
     }
 
-    /// New sessions per database since the window began, less the rig's own, read once
-    /// the count has settled (backends report their statistics about once a second).
+    /// New sessions per database since the window began, less the rig's own and the
+    /// maintenance rounds', read once the count has settled (backends report their
+    /// statistics about once a second).
     fn sessions_since(&mut self, window: &Window) -> Vec<i64> {
         let read =
-            |rig: &mut Rig| -> Vec<i64> { (0..rig.dbs.len()).map(|i| rig.sessions(i)).collect() };
+            |rig: &mut Rig| -> Vec<i64> { (0..rig.dbs.len()).map(|i| rig.churn(i)).collect() };
         let mut last = read(self);
         let start = Instant::now();
         while start.elapsed() < DEADLINE {

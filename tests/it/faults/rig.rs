@@ -19,6 +19,9 @@ const CLOCK: &str = "select clock_timestamp()";
 const CLEAR_SNAPSHOT: &str = "select pg_stat_clear_snapshot()";
 const SESSIONS: &str =
     "select coalesce((select sessions from pg_stat_database where datname = $1), 0)";
+/// Maintenance rounds run in the database: each opens a session of its own, which the
+/// session bound does not count.
+const MAINT_ROUNDS: &str = "select coalesce(sum(calls), 0)::int8 from pg_stat_user_functions where schemaname = 'pgq' and funcname = 'maint_operations'";
 const TICKS_SINCE: &str = "select count(*) from pgq.tick where tick_time > $1";
 const EVENTS: &str = "select count(*) from pgq.event_template";
 /// pgqd's backends in some databases: every client backend there but the rig's own.
@@ -60,6 +63,7 @@ pub(super) struct Window {
     pub(super) began: SystemTime,
     pub(super) started: Instant,
     pub(super) log_from: usize,
+    /// Sessions less maintenance rounds, per database ([`Rig::churn`]).
     pub(super) sessions: Vec<i64>,
     pub(super) opened: Vec<i64>,
     pub(super) ended: Option<SystemTime>,
@@ -140,7 +144,7 @@ impl Rig {
     pub fn begin(&mut self, name: &str, faulted: &[usize]) {
         eprintln!("fault {name}: begins");
         let began = self.clock();
-        let sessions = (0..self.dbs.len()).map(|i| self.sessions(i)).collect();
+        let sessions = (0..self.dbs.len()).map(|i| self.churn(i)).collect();
         self.window = Some(Window {
             name: name.to_string(),
             faulted: faulted.to_vec(),
@@ -290,6 +294,16 @@ impl Rig {
             sessions.is_some()
         });
         sessions.expect("set in the wait")
+    }
+
+    /// The sessions opened in database `i` less its maintenance rounds (one session
+    /// each, by design): what reconnects and other work opened.
+    pub(super) fn churn(&mut self, i: usize) -> i64 {
+        let sessions = self.sessions(i);
+        let watch = &mut self.watches[i];
+        watch.row(CLEAR_SNAPSHOT, &[]);
+        let rounds: i64 = watch.row(MAINT_ROUNDS, &[]).map_or(0, |r| r.get(0));
+        sessions - rounds
     }
 
     pub(super) fn opened(&self) -> Vec<i64> {
