@@ -137,7 +137,21 @@ kube_takeover() {
         fail "run $run: the takeover took ${took} s (bound ${KUBE_TAKEOVER_BOUND} s)"
     podman pod start "$killed" >/dev/null 2>>"$TMP/podman.log" || fail "podman pod start $killed"
     KUBE_LEADER=$other KUBE_FOLLOWER=$killed
-    wait_for "$killed to follow again" kube_follows "$KUBE_LEADER" "$KUBE_FOLLOWER"
+    until=$((SECONDS + DEADLINE))
+    until kube_follows "$KUBE_LEADER" "$KUBE_FOLLOWER"; do
+        [ "$SECONDS" -lt "$until" ] || fail "run $run: $killed does not follow again within ${DEADLINE}s: $(kube_state)"
+        sleep 0.5
+    done
+}
+# What the replicas and the server say, for a failure message.
+kube_state() {
+    echo "lock held by '$(kube_holders)'"
+    podman ps -a --format '{{.Names}} {{.Status}}' 2>&1
+    psql_host ctest -c "select pid, application_name, state, left(query, 50) from pg_catalog.pg_stat_activity where application_name like 'pgqd%'" 2>&1
+    local pod
+    for pod in "${KUBE_PODS[@]}"; do
+        echo "-- $pod:" && podman logs --tail 5 "$pod-pgqd" 2>&1
+    done
 }
 
 kube_cleanup() {
