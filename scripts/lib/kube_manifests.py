@@ -102,9 +102,12 @@ def check_rules(rule_doc, rules_out):
         groups = yaml.safe_load(f)["groups"]
     with open(rules_out, "w") as f:
         yaml.safe_dump({"groups": rule_doc["spec"]["groups"]}, f, sort_keys=False)
+    regenerate = "scripts/lib/kube_manifests.py rules >docker/kubernetes/deployment/prometheusrule.yaml"
     if rule_doc["spec"]["groups"] != groups:
-        return ["prometheusrule.yaml's groups differ from config/prometheus/pgqd.rules.yml: "
-                "scripts/lib/kube_manifests.py rules >docker/kubernetes/deployment/prometheusrule.yaml"]
+        return [f"prometheusrule.yaml's groups differ from config/prometheus/pgqd.rules.yml: {regenerate}"]
+    with open(os.path.join(MANIFESTS, "prometheusrule.yaml")) as f:
+        if f.read() != rules_text():
+            return [f"prometheusrule.yaml is not as generated (comments?): {regenerate}"]
     return []
 
 
