@@ -9,6 +9,9 @@
 #  - a connection string from a secret file (PGQD_BASE_CONNSTR_FILE) works and its
 #    password never shows in the container's log; the health check fails once the
 #    server is gone;
+#  - docker/kubernetes/deployment/ validates offline, and its Deployment's two replicas
+#    under `podman kube play` tick the cluster one at a time, taking over when the
+#    leader is killed (scripts/lib/kube.sh);
 #  - docker/kubernetes/pgqd-sidecar.yaml runs under `podman kube play` and its sidecar
 #    ticks the PostgreSQL of its pod; docker/compose.yaml is validated (and run) with
 #    podman-compose.
@@ -21,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
+. scripts/lib/kube.sh
 
 CACHE=${PGQD_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgqd-container}
 IMAGE=localhost/pgqd:latest
@@ -325,6 +329,7 @@ test_compose() {
 cleanup() {
     podman rm --force --ignore pgqd-env pgqd-secret >/dev/null 2>&1 || true
     podman kube down docker/kubernetes/pgqd-sidecar.yaml >/dev/null 2>&1 || true
+    kube_cleanup
     "$CACHE/venv/bin/podman-compose" -f docker/compose.yaml down --volumes >/dev/null 2>&1 || true
     [ -z "${TMP:-}" ] || { stop_cluster; rm -rf "$TMP"; }
 }
@@ -338,6 +343,7 @@ build_images
 test_deb_swap
 start_cluster
 test_env_only
+test_kube_deployment
 test_secret
 test_kube
 test_compose
