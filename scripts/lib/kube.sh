@@ -53,7 +53,7 @@ kube_tickers() {
 }
 # GET PATH on a replica's listener, from inside its container (no curl in the image).
 kube_get() {
-    podman exec "$1-pgqd" bash -c "exec 3<>/dev/tcp/127.0.0.1/9650 && printf 'GET $2 HTTP/1.0\r\n\r\n' >&3 && cat <&3"
+    podman exec "$1-pgqd" bash -c "exec 3<>/dev/tcp/127.0.0.1/10187 && printf 'GET $2 HTTP/1.0\r\n\r\n' >&3 && cat <&3"
 }
 kube_metric() { kube_get "$1" /metrics | grep -F "$2" | awk '{print $2}'; }
 kube_follows() { [ "$(kube_holders)" = "$1" ] && psql_host ctest -c "select 1 from pg_catalog.pg_stat_activity where application_name = '$2'" | grep -q 1; }

@@ -9,7 +9,7 @@
                      PGQD_BASE_CONNSTR set to CONNSTR, the host directory SOCKET
                      (PostgreSQL's unix socket) mounted at /var/run/postgresql, and no
                      `ports` (podman 4.3 publishes every containerPort on the host, where
-                     two replicas' 9650 would collide); nothing else changed
+                     two replicas' 10187 would collide); nothing else changed
 
 What `check` validates: the core kinds (ConfigMap, Deployment, PodDisruptionBudget)
 against the Kubernetes OpenAPI schemas of kubernetes-validate (PyPI), strict (unknown
