@@ -72,7 +72,7 @@ fn a_cut_off_leader_is_replaced_and_follows_on_heal() {
     let since = lab.output(A).len();
     lab.heal(A);
     follows_again(&mut lab, since);
-    lab.finish("leader cut off", &[APPS[A], APPS[B]]);
+    lab.finish("leader cut off", Some(&[APPS[A], APPS[B]]));
 }
 
 /// Case 2: the follower cut off for 20 s: the leader ticks on without a gap longer than a
@@ -85,7 +85,7 @@ fn a_cut_off_follower_leaves_ticking_alone() {
     let cut = lab.cut(B, Cut::Both);
     lab.hold_until(start + Duration::from_secs(20));
     let healed = lab.heal(B);
-    let gap = lab.longest_gap(APPS[A], cut, healed);
+    let gap = lab.longest_gap(Some(APPS[A]), cut, healed);
     eprintln!("partition follower cut off: longest gap between the leader's ticks {gap:.2} s");
     lab.check(gap < 1.0, &format!("the leader's ticks paused {gap:.2} s"));
     lab.wait(
@@ -93,7 +93,7 @@ fn a_cut_off_follower_leaves_ticking_alone() {
         DEADLINE,
         |lab| lab.tries_lock_since(B, healed) && lab.backends(B) == 1,
     );
-    lab.finish("follower cut off", &[APPS[A]]);
+    lab.finish("follower cut off", Some(&[APPS[A]]));
 }
 
 /// Case 3: both cut off: ticking stops and `/healthz` answers 503 on both; healed, one of
@@ -137,14 +137,18 @@ fn both_cut_off_stop_ticking_and_one_leads_on_heal() {
         A => &[APPS[A]],
         _ => &[APPS[A], APPS[B]],
     };
-    lab.finish("both cut off", runs);
+    lab.finish("both cut off", Some(runs));
 }
 
-/// Case 4: the leader's link flapping for a minute, down 2 s of every 5: each outage is far
-/// shorter than idle_session_timeout, so the leader keeps the lock and ticks on after
-/// each outage; the follower never ticks.
+/// Case 4: the leader's link flapping for a minute, down 2 s of every 5. Each outage
+/// is far shorter than idle_session_timeout, but TCP's retransmission backoff doubles
+/// through the outages (from the RTO, 0.2 s and more on a loaded machine) and can keep a
+/// stalled call from getting through the 3 s windows for 10 s: the server then ends the
+/// leader's session, and the follower takes over (or the leader takes the lock again).
+/// Either way: never two instances ticking, every event once, and ticking resumes
+/// within idle_session_timeout + 1 s of any stall.
 #[test]
-fn a_flapping_leader_link_keeps_one_leader() {
+fn a_flapping_leader_link_keeps_one_ticker() {
     let mut lab = Lab::start("part_flap");
     let start = Instant::now();
     let began = SystemTime::now();
@@ -155,13 +159,14 @@ fn a_flapping_leader_link_keeps_one_leader() {
         lab.heal(A);
     }
     lab.hold_until(start + Duration::from_secs(60));
-    let gap = lab.longest_gap(APPS[A], began, SystemTime::now());
-    eprintln!("partition flapping link: longest gap between the leader's ticks {gap:.2} s");
+    let gap = lab.longest_gap(None, began, SystemTime::now());
+    eprintln!("partition flapping link: longest gap between ticks {gap:.2} s");
+    let bound = IDLE_LIMIT + FOLLOW_RETRY + SLACK;
     lab.check(
-        gap < IDLE_LIMIT.as_secs_f64(),
-        &format!("the leader's ticks paused {gap:.2} s"),
+        gap < bound.as_secs_f64(),
+        &format!("ticking paused {gap:.2} s (more than {bound:?})"),
     );
-    lab.finish("flapping link", &[APPS[A]]);
+    lab.finish("flapping link", None);
 }
 
 /// Case 5: half-open: only the server's packets to the leader are dropped (its calls
@@ -182,5 +187,5 @@ fn a_half_open_leader_is_replaced_and_follows_on_heal() {
     let since = lab.output(A).len();
     lab.heal(A);
     follows_again(&mut lab, since);
-    lab.finish("half-open", &[APPS[A], APPS[B]]);
+    lab.finish("half-open", Some(&[APPS[A], APPS[B]]));
 }

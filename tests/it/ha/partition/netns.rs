@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// The first three octets of the addresses: TEST-NET-2.
@@ -44,28 +45,26 @@ impl Netns {
 
     fn claim(slot: u8) -> Option<Netns> {
         let name = format!("pgqd-it-{slot}");
-        if !ip(&["netns", "add", &name]).status.success() {
+        let added = ip(&["netns", "add", &name]);
+        if !added.status.success() {
+            // Taken (by a concurrent run, or left behind); any other failure (no
+            // privilege for namespaces here) is the test's.
+            let taken = Path::new("/run/netns").join(&name).exists();
+            assert!(
+                taken,
+                "ip netns add {name} failed: {}",
+                String::from_utf8_lossy(&added.stderr)
+            );
+            return None;
+        }
+        if left_behind(slot) {
+            // Another run's veth or address: leave it alone, give the name back.
+            ip(&["netns", "del", &name]);
             return None;
         }
         let claimed = Netns { name, slot };
-        if claimed.left_behind() {
-            // Another run's veth or address: leave it alone, give our name back.
-            ip(&["netns", "del", &claimed.name]);
-            std::mem::forget(claimed);
-            return None;
-        }
         claimed.plumb();
         Some(claimed)
-    }
-
-    /// Whether the root namespace still has this slot's veth or an address of it.
-    fn left_behind(&self) -> bool {
-        let link = ip(&["link", "show", "dev", &self.root_if()])
-            .status
-            .success();
-        let subnet = format!("{NET}.{}/30", u32::from(self.slot) * 4);
-        let addrs = ip(&["-o", "-4", "addr", "show", "to", &subnet]);
-        link || !addrs.stdout.is_empty()
     }
 
     fn plumb(&self) {
@@ -99,7 +98,7 @@ impl Netns {
     }
 
     fn root_if(&self) -> String {
-        format!("pgqit{}r", self.slot)
+        root_if(self.slot)
     }
 
     fn ns_if(&self) -> String {
@@ -108,7 +107,7 @@ impl Netns {
 
     /// `program` run inside the namespace (`ip netns exec`, which execs it: the
     /// child's pid is the program's).
-    pub fn command(&self, program: &std::path::Path) -> Command {
+    pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
@@ -172,6 +171,21 @@ impl Drop for Netns {
         ip(&["link", "del", &self.root_if()]);
         ip(&["netns", "del", &self.name]);
     }
+}
+
+/// The root end of `slot`'s veth pair.
+fn root_if(slot: u8) -> String {
+    format!("pgqit{slot}r")
+}
+
+/// Whether the root namespace still has `slot`'s veth or an address of its /30.
+fn left_behind(slot: u8) -> bool {
+    let link = ip(&["link", "show", "dev", &root_if(slot)])
+        .status
+        .success();
+    let subnet = format!("{NET}.{}/30", u32::from(slot) * 4);
+    let addrs = ip(&["-o", "-4", "addr", "show", "to", &subnet]);
+    link || !addrs.stdout.is_empty()
 }
 
 fn ip(args: &[&str]) -> Output {

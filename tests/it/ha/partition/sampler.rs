@@ -15,9 +15,11 @@ use postgres::Client;
 const EVERY: Duration = Duration::from_millis(100);
 
 /// The application names of the leader lock's holders, and of the instances ticking.
+/// The pattern is split so that this statement's own text does not contain the ticker
+/// call: the instances' look for other tickers would report the sampler as one.
 const SAMPLE: &str = "select
   array(select a.application_name from pg_locks l join pg_database d on d.oid = l.database join pg_namespace n on n.oid = l.objid join pg_stat_activity a on a.pid = l.pid where d.datname = current_catalog and n.nspname = 'pgq' and l.locktype = 'advisory' and l.classid = d.oid and l.objsubid = 2 and l.granted order by 1),
-  array(select distinct application_name from pg_stat_activity where datname = current_catalog and query like 'select pgq.ticker()%' and (state = 'active' or query_start > clock_timestamp() - $1::text::interval) order by 1)";
+  array(select distinct application_name from pg_stat_activity where datname = current_catalog and query like 'select pgq.' || 'ticker()%' and (state = 'active' or query_start > clock_timestamp() - $1::text::interval) order by 1)";
 
 /// One look.
 #[derive(Debug, Clone)]
