@@ -39,8 +39,9 @@ fn secs(from: SystemTime, to: SystemTime) -> f64 {
     to.duration_since(from).unwrap_or_default().as_secs_f64()
 }
 
-/// The follower's first tick after `cut`, within the designed bound; the takeover time.
-fn takeover(lab: &mut Lab, cut: SystemTime, what: &str) -> f64 {
+/// Waits for the follower's first tick after `cut`, within the designed bound, and
+/// prints the takeover time.
+fn takeover(lab: &mut Lab, cut: SystemTime, what: &str) {
     lab.wait(
         &format!("{} ticking after {what}", APPS[B]),
         IDLE_LIMIT + FOLLOW_RETRY + SLACK,
@@ -49,7 +50,6 @@ fn takeover(lab: &mut Lab, cut: SystemTime, what: &str) -> f64 {
     let first = lab.first_tick(Some(APPS[B]), cut).unwrap();
     let seconds = secs(cut, first);
     eprintln!("partition takeover after {what}: {seconds:.2} s");
-    seconds
 }
 
 /// After a heal, the old leader (A) finds its session gone and follows.
