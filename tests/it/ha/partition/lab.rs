@@ -135,6 +135,13 @@ impl Lab {
         SystemTime::now()
     }
 
+    /// Kills instance `i` (SIGKILL): with its link cut, its kernel's goodbye never
+    /// reaches the server, as when a host vanishes.
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.daemons[i].child.kill();
+        let _ = self.daemons[i].child.wait();
+    }
+
     /// Heals instance `i`'s link; when.
     pub fn heal(&self, i: usize) -> SystemTime {
         self.nets[i].heal();

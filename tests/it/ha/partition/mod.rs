@@ -13,7 +13,8 @@
 //! The designed bounds: a leader's session ends `idle_session_timeout` after its last
 //! statement (max(10 s, 3 ticker periods), set on the leader's session, with
 //! `tcp_user_timeout` for answers that go unacknowledged), and a follower tries the
-//! lock every second, so a cut-off leader is replaced within that timeout + 1 s.
+//! lock every second, so a cut-off leader is replaced within that timeout + 1 s. A
+//! follower's session has the same limits, so a vanished follower's ends as soon.
 
 mod lab;
 mod netns;
@@ -188,4 +189,28 @@ fn a_half_open_leader_is_replaced_and_follows_on_heal() {
     lab.heal(A);
     follows_again(&mut lab, since);
     lab.finish("half-open", Some(&[APPS[A], APPS[B]]));
+}
+
+/// Case 6: a follower that vanishes behind a cut (its link cut, then the process
+/// killed, so no goodbye reaches the server) leaves no session behind: its session has
+/// the limits a leader's has, and the server ends it within idle_session_timeout of
+/// its last lock try (without them it would stay until the server's TCP keepalives,
+/// two hours by default). The leader ticks on throughout.
+#[test]
+fn a_vanished_follower_leaves_no_session() {
+    let mut lab = Lab::start("part_gone");
+    let cut = lab.cut(B, Cut::Both);
+    lab.kill(B);
+    lab.wait(
+        "the vanished follower's session ended by the server",
+        IDLE_LIMIT + FOLLOW_RETRY + SLACK,
+        |lab| lab.backends(B) == 0,
+    );
+    eprintln!(
+        "partition vanished follower: its session ended {:.2} s after the cut",
+        secs(cut, SystemTime::now())
+    );
+    let gap = lab.longest_gap(Some(APPS[A]), cut, SystemTime::now());
+    lab.check(gap < 1.0, &format!("the leader's ticks paused {gap:.2} s"));
+    lab.finish("vanished follower", Some(&[APPS[A]]));
 }
