@@ -68,7 +68,8 @@ ensure_packages() {
 
 # What the test suite needs beyond PostgreSQL and pgq: Patroni with etcd (failover
 # tests), setpriv to run Patroni as the postgres user, Prometheus with promtool (the
-# alert rules and a real scrape), pgbouncer (the transaction-pooler guard). The tests
+# alert rules and a real scrape), pgbouncer (the transaction-pooler guard), ip and
+# iptables (the network partition tests). The tests
 # start their own servers on free ports.
 ensure_test_packages() {
     local missing=()
@@ -78,6 +79,9 @@ ensure_test_packages() {
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+    # The partition tests: network namespaces, veth pairs, iptables inside them.
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v iptables >/dev/null || missing+=(iptables)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

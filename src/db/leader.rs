@@ -28,12 +28,13 @@ const UNLOCK: &str = "select pg_catalog.pg_advisory_unlock(d.oid::int, n.oid::in
 /// Who holds the key: a two-integer advisory lock shows its keys as classid and objid,
 /// with objsubid 2.
 const HOLDER: &str = "select l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr) || ':' || a.client_port, 'local') from pg_catalog.pg_locks l join pg_catalog.pg_database d on d.oid = l.database join pg_catalog.pg_namespace n on n.oid = l.objid left join pg_catalog.pg_stat_activity a on a.pid = l.pid where d.datname = current_catalog and n.nspname = 'pgq' and l.locktype = 'advisory' and l.classid = d.oid and l.objsubid = 2 and l.granted limit 1";
-/// The leader's session limits (PostgreSQL >= 14; older servers skip them): an idle
-/// session ends after $1 ms and unacknowledged data fails the socket after $1 ms;
-/// keepalive probes start after $2 s idle; a running query checks every second whether
-/// the client is still there. A partitioned leader's backend then exits, and frees the
-/// lock, within about $1 ms. The leader ticks every ticker_period, well inside $1, so
-/// a live leader never idles out.
+/// The session limits of a leader and of a follower (PostgreSQL >= 14; older servers
+/// skip them): an idle session ends after $1 ms and unacknowledged data fails the
+/// socket after $1 ms; keepalive probes start after $2 s idle; a running query checks
+/// every second whether the client is still there. A partitioned leader's backend then
+/// exits, and frees the lock, within about $1 ms (a vanished follower's, its
+/// connection slot). The leader ticks every ticker_period and a follower tries the
+/// lock every second, well inside $1, so a live instance never idles out.
 const LIMIT_SESSION: &str = "select pg_catalog.set_config('idle_session_timeout', $1, false), pg_catalog.set_config('tcp_user_timeout', $1, false), pg_catalog.set_config('tcp_keepalives_idle', $2, false), pg_catalog.set_config('tcp_keepalives_interval', '1', false), pg_catalog.set_config('client_connection_check_interval', '1000', false) where pg_catalog.current_setting('server_version_num')::int >= 140000";
 /// Timeout for the lock calls, which never wait for a lock.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,6 +193,12 @@ impl Leadership {
             job = %Job::Leader,
             "following: another instance leads ({holder}); taking over when its session ends"
         );
+        // The leader's limits on the follower's session too: a follower that vanishes
+        // (its host gone, or cut off longer than its kernel retransmits its goodbye)
+        // would otherwise leave its idle backend on the server until the server's TCP
+        // keepalives, two hours by default. It tries the lock every second, well
+        // inside the limit.
+        limit_session(ctx, &session, ctx.config().ticker_period).await?;
         let since = Instant::now();
         loop {
             if !ctx.pause(FOLLOW_RETRY).await {
@@ -302,9 +309,10 @@ async fn holder(ctx: &DbContext, session: &Session) -> Result<String, PgError> {
     ))
 }
 
-/// Sets the leader's session limits for `period`. A server that refuses them (a
-/// setting locked down by a hosting provider, say) only logs it: the leader still
-/// ticks, and merely a vanished leader's lock stays until the server notices it is gone.
+/// Sets a leader's or a follower's session limits for `period`. A server that refuses
+/// them (a setting locked down by a hosting provider, say) only logs it: the instance
+/// still ticks or follows, and merely a vanished one's session (a leader's with its
+/// lock) stays until the server notices it is gone.
 async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> Result<(), End> {
     let limit = idle_limit(period);
     let millis = limit.as_millis().to_string();
@@ -324,7 +332,7 @@ async fn limit_session(ctx: &DbContext, session: &Session, period: Duration) -> 
             warn!(
                 job = %Job::Leader,
                 sqlstate = e.sqlstate(),
-                "cannot set the leader session's idle_session_timeout and TCP timeouts: {e}; a vanished leader's lock is then freed only when the server notices"
+                "cannot set the session's idle_session_timeout and TCP timeouts: {e}; a vanished instance's session (a leader's with its lock) then ends only when the server notices"
             );
             Ok(())
         }

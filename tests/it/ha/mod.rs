@@ -6,8 +6,10 @@
 //! the session that made each tick (each instance has its own), and samples of
 //! `pg_stat_activity` count the instances whose backend ran the ticker call recently.
 
+mod exactly_once;
 mod foreign;
 mod pair;
+mod partition;
 mod patroni;
 mod pooler;
 
