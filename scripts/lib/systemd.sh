@@ -74,8 +74,12 @@ sd_test_script_install() {
         sd_is "$unit" ActiveState inactive || fail "$unit.service is $(sd_show "$unit" ActiveState)"
         sd_is "$unit" UnitFileState disabled || fail "$unit.service is $(sd_show "$unit" UnitFileState)"
     done
+    # Not even for a moment: policy-rc.d kept the packages' scripts from starting them.
+    if sd journalctl -q -o cat -u pgqd -u postgresql -u 'postgresql@*' | grep '^Start'; then
+        fail "a service was started during the install"
+    fi
     if sd test -e /usr/sbin/policy-rc.d; then fail "policy-rc.d left behind"; fi
-    echo "ok: pgq installed with our .deb as its pgqd, no pgqd 3.5; pgqd and postgresql disabled and stopped"
+    echo "ok: pgq installed with our .deb as its pgqd, no pgqd 3.5; pgqd and postgresql disabled, never started"
 }
 
 sd_cluster() {
