@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
+. scripts/lib/systemd.sh # test_systemd: the .deb under a real systemd
 
 CACHE=${PGQD_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgqd-container}
 IMAGE=localhost/pgqd:latest
@@ -341,4 +342,5 @@ test_env_only
 test_secret
 test_kube
 test_compose
+test_systemd
 step "container tests passed"

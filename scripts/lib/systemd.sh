@@ -207,16 +207,26 @@ sd_test_swap() {
 }
 
 test_systemd() {
-    local start=$SECONDS
+    local start=$SECONDS status
+    step "systemd: a Debian root with systemd as PID 1"
     make_systemd_image
-    sd_boot
-    sd_test_script_install
-    sd_cluster
-    sd_test_unit
-    sd_test_watchdog
-    sd_test_paths
-    sd_test_template
-    sd_test_swap
-    podman rm --force "$SD_NAME" >/dev/null
+    # In a subshell (with its own set -e) so that the container goes whichever way the
+    # steps end; then their status is the caller's.
+    set +e
+    (
+        set -e
+        sd_boot
+        sd_test_script_install
+        sd_cluster
+        sd_test_unit
+        sd_test_watchdog
+        sd_test_paths
+        sd_test_template
+        sd_test_swap
+    )
+    status=$?
+    set -e
+    podman rm --force --ignore "$SD_NAME" >/dev/null
+    [ "$status" -eq 0 ] || exit "$status"
     echo "ok: systemd tests took $((SECONDS - start)) s"
 }
