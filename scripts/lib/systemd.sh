@@ -2,6 +2,7 @@
 # The .deb under a real systemd: a Debian root booted with systemd as PID 1 by podman
 # (--systemd=always), for scripts/container-test.sh (test_systemd, which needs its
 # podman settings, base image, step/fail/wait_for and the .deb in $CACHE/deb/out).
+#  0. without systemd, the user's `apt install ./pgqd-rs_*.deb postgresql-15-pgq3`;
 #  1. scripts/lib/packages.sh installs PostgreSQL and pgq as the tests do: our .deb is
 #     the pgqd pgq depends on (no pgqd 3.5), and no service is left enabled or running;
 #  2. pgqd.service with Debian's default /etc/pgqd.ini: Type=notify readiness, ticking,
@@ -53,6 +54,9 @@ sd_assert_ticks() {
     echo "ok: $1 ticks"
 }
 
+# CAP_SYS_ADMIN: systemd sets up ProtectSystem= and ReadWritePaths= with a mount
+# namespace; without the capability it skips them silently in a container, and a
+# logfile anywhere would be writable. The network is podman's default: apt-get update.
 sd_boot() {
     podman rm --force --ignore "$SD_NAME" >/dev/null
     podman run --detach --name "$SD_NAME" --systemd=always --cap-add SYS_ADMIN \
@@ -80,6 +84,24 @@ sd_test_script_install() {
     fi
     if sd test -e /usr/sbin/policy-rc.d; then fail "policy-rc.d left behind"; fi
     echo "ok: pgq installed with our .deb as its pgqd, no pgqd 3.5; pgqd and postgresql disabled, never started"
+}
+
+# The user's path, in a throwaway root of the same image (no systemd running, offline:
+# the packages are in its apt cache): `apt install ./pgqd-rs_*.deb postgresql-15-pgq3`
+# brings pgq with our package as its pgqd, never pgqd 3.5; our unit is enabled.
+sd_test_user_path() {
+    step "the user's path: apt install ./pgqd-rs_*.deb postgresql-15-pgq3"
+    podman run --rm --network none --volume "$CACHE/deb/out:/deb:ro" "$SD_IMAGE" bash -ec '
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            /deb/pgqd.deb postgresql-15-pgq3 </dev/null >/tmp/apt.log 2>&1 || { tail /tmp/apt.log; exit 1; }
+        dpkg -s pgqd-rs postgresql-15-pgq3 | grep -c "^Status: install ok installed" | grep -qx 2
+        if dpkg -s pgqd 2>/dev/null | grep -q "^Status: install ok installed"; then
+            echo "pgqd 3.5 was installed" >&2
+            exit 1
+        fi
+        [ -L /etc/systemd/system/multi-user.target.wants/pgqd.service ]' \
+        >"$TMP/user-path.log" 2>&1 || fail "the user's path: $(tail -5 "$TMP/user-path.log")"
+    echo "ok: pgq installed with our package as its pgqd, no pgqd 3.5; pgqd.service enabled"
 }
 
 sd_cluster() {
@@ -210,6 +232,7 @@ test_systemd() {
     local start=$SECONDS status
     step "systemd: a Debian root with systemd as PID 1"
     make_systemd_image
+    sd_test_user_path
     # In a subshell (with its own set -e) so that the container goes whichever way the
     # steps end; then their status is the caller's.
     set +e
