@@ -115,11 +115,16 @@ sd_test_unit() {
     step "systemd: pgqd.service"
     sd systemctl enable --now --quiet pgqd || fail "systemctl start pgqd: $(sd_journal pgqd | tail -5)"
     sd_is pgqd ActiveState active || fail "pgqd is $(sd_show pgqd ActiveState) right after start"
-    # Type=notify: systemd reports the unit started only at READY=1, which pgqd sends
-    # after its first listing of the databases, so its first line comes before
-    # systemd's "Started" (with Type=simple it would come after).
-    sd_journal pgqd | grep -m1 -e 'auto-detecting dbs' -e '^Started ' | grep -q 'auto-detecting' ||
-        fail "systemd reported pgqd started before its first listing: $(sd_journal pgqd | head -5)"
+    # Type=notify: the unit becomes active at READY=1, which pgqd sends after its first
+    # listing of the databases, so later than the line it logs before listing (with
+    # Type=simple it would be active at the fork, before that line). Both clocks are the
+    # machine's: pgqd's line has milliseconds, systemd's timestamp microseconds.
+    local listing active
+    listing=$(sd_journal pgqd | sed -n 's/^\([0-9-]* [0-9:.]*\) UTC .*auto-detecting dbs.*/\1/p' | tail -1)
+    active=$(sd systemctl show -P ActiveEnterTimestamp --timestamp=us+utc pgqd)
+    [ -n "$listing" ] || fail "no 'auto-detecting dbs' line: $(sd_journal pgqd | head -5)"
+    [ "$(date -u -d "${active#* }" +%s%6N)" -gt "$(date -u -d "$listing UTC" +%s%6N)" ] ||
+        fail "pgqd.service active at $active, before pgqd's first listing at $listing"
     echo "ok: systemctl start returns once pgqd is ready (Type=notify)"
     sd_assert_ticks "pgqd.service"
     sd_is pgqd WatchdogUSec 1min || fail "WatchdogUSec is $(sd_show pgqd WatchdogUSec)"
