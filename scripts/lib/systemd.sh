@@ -11,7 +11,7 @@
 #     process; a logfile elsewhere refused until a drop-in allows its directory;
 #  3. the template unit pgqd@15-main.service with /etc/pgqd/15-main.ini;
 #  4. the swap from Debian's pgqd 3.5 (its /etc/init.d/pgqd left behind, not run) and
-#     its purge, after which pgqd.service must be enabled again.
+#     its purge, which disables pgqd.service and triggers our package to enable it.
 
 SD_IMAGE=localhost/pgqd-systemd-root
 SD_NAME=pgqd-systemd
@@ -208,9 +208,10 @@ sd_test_template() {
 # 4. Debian's pgqd 3.5 installed and running, then our .deb: the swap. 3.5's postrm made
 # /etc/init.d/pgqd non-executable (nothing runs it, and our native unit has its name
 # anyway); purging 3.5 deletes it, and its postrm disables pgqd.service, the unit name
-# both packages share: enable it again (docs/usage.md says so).
+# both packages share: our trigger (packaging/triggers, postinst) enables it again.
 sd_test_swap() {
     step "systemd: Debian's pgqd 3.5 replaced by our .deb, then purged"
+    sd systemctl enable --quiet pgqd # as on a machine that runs it
     sd_sh 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgqd </dev/null' \
         >"$TMP/systemd-swap.log" 2>&1 || fail "installing pgqd 3.5: $(tail -5 "$TMP/systemd-swap.log")"
     wait_for "pgqd 3.5 running" sd_is pgqd ActiveState active
@@ -227,10 +228,9 @@ sd_test_swap() {
     sd_sh 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q pgqd </dev/null' >>"$TMP/systemd-swap.log" 2>&1
     if sd test -e /etc/init.d/pgqd; then fail "/etc/init.d/pgqd left after purging pgqd 3.5"; fi
     sd_is pgqd ActiveState active || fail "pgqd.service is $(sd_show pgqd ActiveState) after purging 3.5"
-    sd_is pgqd UnitFileState disabled || echo "note: purging 3.5 no longer disables pgqd.service (docs/usage.md says it does)"
-    sd systemctl enable --quiet pgqd
-    sd_is pgqd UnitFileState enabled || fail "systemctl enable pgqd after the purge"
-    echo "ok: purging 3.5 removes /etc/init.d/pgqd; pgqd.service keeps running and is enabled again"
+    sd_is pgqd UnitFileState enabled || fail "pgqd.service is $(sd_show pgqd UnitFileState) after purging 3.5"
+    grep -q "Processing triggers for pgqd-rs" "$TMP/systemd-swap.log" || fail "our trigger did not run"
+    echo "ok: purging 3.5 removes /etc/init.d/pgqd; pgqd.service keeps running, enabled (our trigger)"
 }
 
 test_systemd() {
