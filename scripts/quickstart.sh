@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
-ensure_packages  # PostgreSQL and pgq; never Debian's pgqd 3.5 (its package starts a system-wide service)
+ensure_packages  # PostgreSQL and pgq (with our .deb as its pgqd, never Debian's 3.5); no service left running
 
 # cargo's own output stays visible: the first build compiles about 150 crates.
 echo "== cargo build --locked --release"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs pgqd's whole test suite: installs what is missing (PostgreSQL server, pgq for
-# its major version, Patroni and etcd; the copy of Debian's pgqd 3.5 that the tests
-# compare against is unpacked into a cache, and the one pgq's package pulls in has its
-# service stopped where systemd runs), then fmt, clippy and cargo test over the
+# its major version with our own .deb as the pgqd it depends on, Patroni and etcd, no
+# service of theirs left enabled or running; the copy of Debian's pgqd 3.5 that the
+# tests compare against is unpacked into a cache), then fmt, clippy and cargo test over the
 # workspace (pgqd and crates/pgconninfo) against real throwaway PostgreSQL clusters, a
 # real Prometheus and Patroni; then the Debian package and the container image with
 # podman (scripts/container-test.sh).

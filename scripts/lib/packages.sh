@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by scripts/*.sh and bench/run.sh: find or install PostgreSQL and pgq
-# (ensure_packages), and fetch the reference pgqd 3.5 without installing it
-# (ensure_reference). Sets PG_MAJOR, PG_BINDIR and, for the reference, PGQD_REFERENCE.
+# (ensure_packages; never Debian's pgqd 3.5, and no system service left enabled or
+# running), and fetch the reference pgqd 3.5 without installing it (ensure_reference).
+# Sets PG_MAJOR, PG_BINDIR and, for the reference, PGQD_REFERENCE.
 
 newest_pg_major() {
     local dir best=""
@@ -13,38 +14,88 @@ newest_pg_major() {
     echo "$best"
 }
 
-# Runs apt-get as root: directly, through sudo without a password, or not at all (then
-# prints the command to run and exits).
-apt_root() {
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            echo "Missing packages. Install them with:" >&2
-            echo "    sudo apt-get $*" >&2
-            exit 1
-        fi
-    fi
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"
+# Runs "$@" as root: directly or through sudo without a password.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
 }
+can_root() { [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; }
 
+apt_root() { as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
+# Installs Debian packages without leaving a system service behind. Server packages
+# (postgresql, prometheus, etcd-server, patroni, pgbouncer, podman, our pgqd-rs) enable
+# their units and start them; the tests start their own servers on free ports and want
+# none of these. So: a policy-rc.d answering 101 ("action forbidden", honoured by
+# invoke-rc.d and deb-systemd-invoke) while apt runs, unless one is there already (a
+# container image's), then every unit the install enabled is disabled again.
+POLICY_RC_D=/usr/sbin/policy-rc.d
+POLICY_RC_D_MARK="# pgqd-rs scripts/lib/packages.sh: no service starts while it installs packages"
 apt_install() {
+    if ! can_root; then
+        echo "Missing packages. Install them with:" >&2
+        echo "    sudo apt-get install --no-install-recommends $*" >&2
+        exit 1
+    fi
     echo "== installing: $*"
     apt_root update -q
-    apt_root install -y -q --no-install-recommends "$@"
+    local before status=0 ours=""
+    before=$(enabled_units)
+    if [ ! -e "$POLICY_RC_D" ]; then
+        printf '%s\n' '#!/bin/sh' "$POLICY_RC_D_MARK" 'exit 101' | as_root tee "$POLICY_RC_D" >/dev/null
+        as_root chmod 755 "$POLICY_RC_D"
+        ours=1
+    fi
+    apt_root install -y -q --no-install-recommends "$@" || status=$?
+    # Removed only if still ours (a concurrent run may have put its own).
+    if [ -n "$ours" ] && grep -qxF "$POLICY_RC_D_MARK" "$POLICY_RC_D" 2>/dev/null; then
+        as_root rm -f "$POLICY_RC_D"
+    fi
+    [ "$status" -eq 0 ] || exit "$status"
+    disable_new_units "$before"
 }
 
-# postgresql-NN-pgq3 depends on Debian's pgqd 3.5, whose postinst enables and starts a
-# system-wide pgqd.service: on a host running systemd it would tick every local database
-# beside the pgqd under test. Stop and disable it (without systemd nothing was started).
-silence_debian_pgqd() {
-    dpkg -s pgqd 2>/dev/null | grep -q '^Status: install ok installed' || return 0
-    [ -d /run/systemd/system ] || return 0
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "== stopping and disabling Debian's pgqd.service (installed as a dependency of pgq)"
-    $sudo systemctl disable --now pgqd.service
+# The units enabled in /etc (links in *.wants/ and *.requires/), one a line.
+enabled_units() {
+    find /etc/systemd/system -mindepth 2 -maxdepth 2 -type l \
+        \( -path '*.wants/*' -o -path '*.requires/*' \) -printf '%f\n' 2>/dev/null | sort -u
+}
+
+# Disables (and, where systemd runs, stops) the units enabled since $1, a list from
+# enabled_units; systemctl works on the links without a running systemd too. A unit
+# disabled by hand stays disabled when its package is upgraded. The init script's rc
+# links are disabled as well (for a host booted with sysvinit).
+disable_new_units() {
+    local unit name
+    for unit in $(comm -13 <(echo "$1") <(enabled_units)); do
+        echo "== disabling $unit (enabled by the install; the tests start their own servers)"
+        if [ -d /run/systemd/system ]; then
+            as_root systemctl disable --now --quiet "$unit"
+        elif command -v systemctl >/dev/null; then
+            as_root systemctl --root=/ disable --quiet "$unit"
+        else
+            as_root rm -f /etc/systemd/system/*.wants/"$unit" /etc/systemd/system/*.requires/"$unit"
+        fi
+        name=${unit%.service}
+        if [ "$name" != "$unit" ] && [ -x "/etc/init.d/$name" ]; then
+            as_root update-rc.d "$name" disable >/dev/null
+        fi
+    done
+}
+
+# postgresql-NN-pgq3 depends on pgqd. Debian's pgqd 3.5 would satisfy it, with a
+# system-wide pgqd.service; our own package provides pgqd (and conflicts with 3.5), so
+# it goes into the same install: built here with cargo deb (a release build, which
+# scripts/container-test.sh and the quickstart need later anyway). Prints its path.
+own_deb() {
+    command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 >&2
+    echo "== building our Debian package, which provides the pgqd that pgq depends on" >&2
+    cargo deb --locked --quiet | tail -1
+}
+
+# True when some installed package provides pgqd (ours, or a Debian pgqd 3.5 that the
+# machine already had: then it is left alone).
+pgqd_provided() {
+    dpkg-query -W -f='${Status}\n' pgqd pgqd-rs 2>/dev/null | grep -q '^install ok installed'
 }
 
 ensure_packages() {
@@ -54,13 +105,15 @@ ensure_packages() {
         PG_MAJOR=$(newest_pg_major)
     fi
     local missing=()
-    [ -f "/usr/share/postgresql/$PG_MAJOR/extension/pgq.control" ] || missing+=("postgresql-$PG_MAJOR-pgq3")
+    if [ ! -f "/usr/share/postgresql/$PG_MAJOR/extension/pgq.control" ]; then
+        missing+=("postgresql-$PG_MAJOR-pgq3")
+        pgqd_provided || missing+=("$(own_deb)")
+    fi
     command -v runuser >/dev/null || missing+=(util-linux)
     # The benchmark runner (bench/run.sh), which the tests run in its quick mode.
     command -v python3 >/dev/null || missing+=(python3)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
-        silence_debian_pgqd
     fi
     PG_BINDIR="/usr/lib/postgresql/$PG_MAJOR/bin"
     echo "== PostgreSQL $PG_MAJOR at $PG_BINDIR with pgq"
