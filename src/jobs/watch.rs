@@ -31,8 +31,9 @@ pub const RECENT: Duration = Duration::from_secs(10);
 /// seconds, are not among `$2` (this pgqd's ticker backends) and hold no leader lock
 /// of their database when `$3` (the advisory lock keyed by the database's oid; another
 /// instance of this pgqd that leads holds it); and those whose statements this role
-/// cannot see.
-/// A plain substring test, not a regular expression, and no per-query state kept.
+/// cannot see. The statement must be the call itself (`select pgq.ticker()` or
+/// `select * from pgq.ticker()`, any case and spacing): a monitoring query that names
+/// `pgq.ticker()` in its text, or reads pg_stat_activity for it, is no ticker.
 pub const OTHER_TICKERS: &str = r"select a.datname::text, a.pid,
         coalesce(a.application_name, ''),
         coalesce(host(a.client_addr), a.client_hostname, 'local'),
@@ -43,7 +44,7 @@ pub const OTHER_TICKERS: &str = r"select a.datname::text, a.pid,
     and a.pid <> pg_catalog.pg_backend_pid()
     and a.pid <> all ($2::int4[])
     and (a.query = '<insufficient privilege>'
-         or pg_catalog.strpos(pg_catalog.lower(a.query), 'pgq.ticker()') > 0
+         or a.query ~* '^\s*select\s+(\*\s+from\s+)?pgq\.ticker\s*\(\s*\)'
             and a.query_start > pg_catalog.now() - $1::float8 * interval '1 second'
             and ($3::bool is false or not exists (
                 select 1 from pg_catalog.pg_locks l
