@@ -270,6 +270,16 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // Until the child has exec'd, it bears the test binary's name: wait for it.
+        let comm = format!("/proc/{pid}/comm");
+        let named = (0..500).any(|_| {
+            let name = fs::read_to_string(&comm).unwrap_or_default();
+            name.trim() == "pgqd" || {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                false
+            }
+        });
+        assert!(named, "the child never showed the name pgqd");
         let path = dir.path().join("p.pid");
         fs::write(&path, format!("{pid}\n")).unwrap();
         let found = holder(&path);

@@ -149,21 +149,13 @@ fn tls_and_basic_auth_guard_every_endpoint() {
     assert_eq!(right.get(port, "/status").unwrap().status, 200);
 
     // --healthcheck: the credentials of http_healthcheck_config, the pinned cert.
-    let config = daemon.config_path();
-    let passed = poll(crate::harness::DEADLINE, || {
-        pgqd()
-            .arg("--healthcheck")
-            .arg(&config)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    });
+    let passed = healthcheck_passes(&daemon);
     assert!(
         passed,
         "--healthcheck with credentials; pgqd output:\n{}",
         daemon.output()
     );
+    let config = daemon.config_path();
     for endpoint in ["--healthcheck=/livez", "--healthcheck=/readyz"] {
         let out = pgqd().arg(endpoint).arg(&config).output().unwrap();
         assert!(out.status.success(), "{endpoint}: {out:?}");
@@ -233,16 +225,7 @@ fn client_certificates_required_and_checked() {
         "served a certificate of another CA: {other:?}"
     );
 
-    let config = daemon.config_path();
-    let passed = poll(crate::harness::DEADLINE, || {
-        pgqd()
-            .arg("--healthcheck")
-            .arg(&config)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    });
+    let passed = healthcheck_passes(&daemon);
     assert!(
         passed,
         "--healthcheck with a client certificate; pgqd output:\n{}",
@@ -398,4 +381,18 @@ fn check_validates_web_config() {
         assert_eq!(daemon.wait_exit(), Some(1), "{}", daemon.output());
         assert!(daemon.output().contains(expected), "{}", daemon.output());
     }
+}
+
+/// Whether `pgqd --healthcheck` with the daemon's config passes within the deadline.
+fn healthcheck_passes(daemon: &Daemon) -> bool {
+    let config = daemon.config_path();
+    poll(crate::harness::DEADLINE, || {
+        pgqd()
+            .arg("--healthcheck")
+            .arg(&config)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    })
 }
