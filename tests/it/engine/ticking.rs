@@ -178,3 +178,59 @@ fn ticker_connection_is_renewed_after_its_lifetime() {
         all_ticks(cluster, &db) > ticks + 3
     });
 }
+
+/// With pgq's default queue settings (a tick when `ticker_max_lag`, 3 s, has passed
+/// since the last one and events wait) and events flowing, ticks come every 3 s, not
+/// every 4: with calls exactly a period apart, `now() - tick_time` at the third call
+/// lands within a millisecond of 3 s and falls short half the time, so the calls are
+/// spaced a little over the period, as pgqd 3.5's drifting ones are.
+#[test]
+fn default_ticker_max_lag_is_met_on_time() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "maxlag");
+    let mut client = cluster.connect(&db);
+    client
+        .batch_execute("select pgq.create_queue('q')")
+        .unwrap();
+    let daemon = Daemon::start(&serving(cluster, &[&db], &["ticker_period = 1"]));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let stop = stop.clone();
+        let mut client = cluster.connect(&db);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client
+                    .batch_execute("select pgq.insert_event('q', 't', 'x')")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let intervals = |client: &mut postgres::Client| -> Vec<f64> {
+        client
+            .query(
+                "select extract(epoch from tick_time - lag(tick_time) over (order by tick_id))::float8
+                   from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue
+                  where q.queue_name = 'q' order by tick_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.get::<_, Option<f64>>(0))
+            .collect()
+    };
+    // The first interval starts at the queue's creation tick: left out.
+    let mut seen = Vec::new();
+    wait_for(&daemon, "seven ticks", || {
+        seen = intervals(&mut client);
+        seen.len() >= 7
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    producer.join().unwrap();
+    let late: Vec<f64> = seen[1..].iter().copied().filter(|&s| s > 3.5).collect();
+    check(
+        &daemon,
+        late.is_empty(),
+        &format!("ticks more than 3.5 s apart with ticker_max_lag 3 s: {seen:?}"),
+    );
+}
