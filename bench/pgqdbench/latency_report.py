@@ -75,39 +75,39 @@ def method(job: Latency) -> str:
     a = job.args
     periods = " and ".join(job.periods)
     return f"""\
-The script is `bench/bench.py --latency` (`bench/pgqdbench/latency.py`, this page from
-`latency_report.py`). One throwaway cluster (the settings of
+The run is `bench/run.sh --latency`: `bench/pgqdbench/latency.py` measures, and
+`latency_report.py` writes this page. One throwaway cluster (the settings of
 [benchmarks.md](benchmarks.md)) with one pgq database, a clone of `bench_tpl` (pgq and
 one queue), and the few databases without pgq. Each daemon runs alone, in turn (pgqd
-3.5, ours) at each ticker_period ({periods}), with a pgqd.ini of `base_connstr`,
-`syslog = 0` and that `ticker_period`; it is started, awaited until it has ticked, and
-measured with each queue setting in turn:
+3.5, then ours; the next starts once every session of the previous has gone), at each
+ticker_period ({periods}), with a pgqd.ini of `base_connstr`, `syslog = 0` and that
+`ticker_period`. Once it has ticked, it is measured with each queue setting in turn:
 
 - *{PGQ_DEFAULTS.label}*: `ticker_max_count` 500, `ticker_max_lag` 3 s,
-  `ticker_idle_period` 1 min. `pgq.ticker()` makes a tick when there are new events only
-  once 500 have gathered or the last tick is at least `ticker_max_lag` old, so at
-  {RATE} events/s a batch closes about every 3 s plus up to one ticker_period;
+  `ticker_idle_period` 1 min. When there are new events, `pgq.ticker()` makes a tick
+  only once 500 have gathered or the last tick is at least `ticker_max_lag` old, so at
+  {RATE} events/s a batch closes about every 3 s, at the first ticker call after that;
 - *ticker_max_lag = 0* (`pgq.set_queue_config(queue, 'ticker_max_lag', '0')`): every
   ticker call that finds new events makes a tick, so the delay is the daemon's own.
 
-Each measurement: the consumer `{CONSUMER}` is registered afresh (at the latest tick);
-a consumer thread, on a kept psql session, calls `pgq.next_batch`, and when it returns
-a batch `pgq.get_batch_events` and `pgq.finish_batch`, and otherwise sleeps
-{POLL_EVERY * 1000:g} ms; a producer thread, on another kept session, commits one
-`pgq.insert_event` every {1 / RATE * 1000:g} ms ({RATE}/s) in autocommit. An event's
-latency is from the moment its `insert_event` returned to the producer (the server
-commits before it answers) until `get_batch_events` returned it to the consumer, both
-on this script's monotonic clock. The first {job.warmup:g} s of events are not counted;
-the next {job.window:g} s are; then the producer stops and the consumer gets up to
-{DRAIN_TIMEOUT} s more to receive them (an event still missing then shows as *not
+Each measurement registers the consumer `{CONSUMER}` afresh (at the latest tick). A
+consumer thread, on a kept psql session, calls `pgq.next_batch`; when it returns a
+batch, `pgq.get_batch_events` and `pgq.finish_batch`; when not, it sleeps
+{POLL_EVERY * 1000:g} ms. A producer thread, on another kept session, commits one
+`pgq.insert_event` every {1000 / RATE:g} ms ({RATE}/s) in autocommit. An event's latency
+runs from the moment its `insert_event` returned to the producer (the server commits
+before it answers) until `get_batch_events` returned it to the consumer, both on this
+script's monotonic clock. The events of the first {job.warmup:g} s are not counted,
+those of the next {job.window:g} s are; then the producer stops and the consumer has
+up to {DRAIN_TIMEOUT} s more to receive them (an event still missing then shows as *not
 delivered*). p50 and p95 are nearest-rank percentiles over the counted events.
 
-Across a restart (at ticker_period {job.periods[0]}, with each queue setting): with the
-daemon running, `pg_ctl restart -m fast`; from the moment it returns (the server accepts
-connections) a new consumer session and a new producer session start, and the producer
-commits events for {job.restart_events:g} s; each event's latency is measured as above,
-until {a.restart_timeout:g} s after the restart. pgqd 3.5 waits 60 s before it reconnects
-a broken connection, so its first tick after a restart comes about a minute later.
+Across a restart (ticker_period {job.periods[0]}, each queue setting): with the daemon
+running, `pg_ctl restart -m fast`; from the moment it returns (the server accepts
+connections), a new consumer session and a new producer session start, and the
+producer commits events for {job.restart_events:g} s; each event's latency is measured
+as above, until {a.restart_timeout:g} s after the restart. pgqd 3.5 waits 60 s before it
+reconnects a broken connection, so its first tick after a restart comes a minute later.
 """
 
 
