@@ -13,7 +13,8 @@ bench/run.sh (see --help). What it does:
 4. print one table per scenario (median and min-max per daemon, ratio ours/pgqd) and
    write it, with the machine, command and date, to docs/benchmarks.md.
 
-With --soak MINUTES it runs the soak instead (pgqdbench/soak.py). Every cluster and
+With --soak MINUTES it runs the soak instead (pgqdbench/soak.py); with --latency, the
+delivery latency from commit to consumer (pgqdbench/latency.py, docs/benchmarks-latency.md). Every cluster and
 daemon started here is stopped on exit, also on Ctrl-C.
 """
 

@@ -5,5 +5,6 @@ Layout: cli (options, building our pgqd, start to cleanup), cluster (the throwaw
 server, its databases, psql), daemons (pgqd.ini, start, stop), procfs (/proc readings),
 activity (the daemon as pg_stat_activity and pg_stat_statements show it), metrics (one
 object per measured figure), scenarios (scenarios as data, the A B runs), report (tables,
-docs/benchmarks.md), soak (--soak).
+docs/benchmarks.md), soak (--soak), churn (--churn), latency and latency_report
+(--latency, docs/benchmarks-latency.md), session (a kept psql session).
 """

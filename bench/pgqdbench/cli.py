@@ -22,6 +22,8 @@ from .report import REPO, tables, write_markdown
 from .scenarios import (DEFAULT_SCENARIOS, Bench, Scenario, ini_settings, per_dbs_list,
                         scenario_list)
 from .churn import Churn
+from . import latency_report
+from .latency import Latency
 from .soak import Soak
 
 
@@ -88,12 +90,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                            "batches (each served before it is dropped), sampling RSS after "
                            "every batch; reports the growth per 1000 databases (--soak-dbs, "
                            "--soak-reference and --soak-out apply)")
+    lat = p.add_argument_group(
+        "latency", "--latency measures instead how long an event takes from its commit to a "
+                   "consumer polling every 50 ms, each daemon alone in turn, at ticker_period "
+                   "1 and 0.1, with pgq's default queue settings and with ticker_max_lag 0, "
+                   "and across a server restart (--restart none skips it); writes "
+                   "docs/benchmarks-latency.md. With --quick: ticker_period 1, ticker_max_lag "
+                   "0, a 4 s window.")
+    lat.add_argument("--latency", action="store_true", help="latency instead of benchmark")
+    lat.add_argument("--latency-window", type=float, default=30,
+                     help="seconds of counted events per measurement (default 30)")
     a = p.parse_args(argv)
     if a.quick:
         a.scenarios, a.rounds, a.window = [Scenario(5)], 1, {0: 4.0}
         a.warmup, a.restart_timeout, a.start_timeout, a.sample_every = {0: 1.0}, 10, 30, 1
     if a.out is None:
-        a.out = "-" if a.quick else str(REPO / "docs" / "benchmarks.md")
+        page = "benchmarks-latency.md" if a.latency else "benchmarks.md"
+        a.out = "-" if a.quick else str(REPO / "docs" / page)
     return a
 
 
@@ -145,7 +158,8 @@ def main(argv: list[str]) -> int:
     build_ours(args)
     args.ours = os.path.abspath(args.ours)
     args.reference = os.path.abspath(args.reference)
-    job = Churn(args) if args.churn else Soak(args) if args.soak else Bench(args)
+    job = (Churn(args) if args.churn else Soak(args) if args.soak
+           else Latency(args) if args.latency else Bench(args))
 
     def cleanup() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -166,14 +180,18 @@ def main(argv: list[str]) -> int:
     t = time.monotonic()
     runs = job.run()
     elapsed = time.monotonic() - t
+    args.loadavg_end = os.getloadavg()
     print()
-    print(tables(runs, args))
+    print(latency_report.tables(runs, args) if args.latency else tables(runs, args))
     if args.json:
         finite = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                    for k, v in r.items()} for r in runs]  # JSON has no Infinity: timeouts are null
         Path(args.json).write_text(json.dumps(finite, indent=1, default=str) + "\n")
     if args.out != "-":
-        write_markdown(Path(args.out), runs, args, job.cluster, started, elapsed)
+        if args.latency:
+            latency_report.write_page(Path(args.out), runs, job, started, elapsed)
+        else:
+            write_markdown(Path(args.out), runs, args, job.cluster, started, elapsed)
         log(f"wrote {args.out}")
     log(f"done in {elapsed / 60:.1f} min")
     return 0

@@ -159,15 +159,17 @@ def method(args: argparse.Namespace) -> str:
     ])
 
 
+def kept_notes(path: Path) -> str:
+    """The `## Notes` section of an existing report (written by hand), to the end."""
+    text = path.read_text() if path.exists() else ""
+    i = text.find("\n## Notes")
+    return text[i + 1 :] if i >= 0 else ""
+
+
 def write_markdown(path: Path, runs: list[dict], args: argparse.Namespace, cluster: Cluster,
                    started: datetime.datetime, elapsed: float) -> None:
     """Rewrites `path` above its `## Notes` section, which is kept."""
-    notes = ""
-    if path.exists():
-        text = path.read_text()
-        i = text.find("\n## Notes")
-        if i >= 0:
-            notes = text[i + 1 :]
+    notes = kept_notes(path)
     counts = sorted({s.dbs for s in args.scenarios})
     windows = ", ".join(f"{n} dbs: {per_dbs(args.window, n):g} s" for n in counts)
     warmups = ", ".join(f"{n} dbs: {per_dbs(args.warmup, n):g} s" for n in counts)

@@ -1,6 +1,7 @@
 //! The benchmark runner (`bench/run.sh`) in its smoke mode, so it does not rot: five
-//! databases, a few seconds per daemon, both daemons. It asserts that a table with both
-//! daemons came out, never a figure: the benchmark is not a test.
+//! databases, a few seconds per daemon, both daemons; and its latency run the same way.
+//! They assert that a table with both daemons came out, never a figure: the benchmark is
+//! not a test.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -10,8 +11,9 @@ use std::time::Duration;
 /// to resume after the restart, and pgqd 3.5 always needs 60 s).
 const BENCH_DEADLINE: Duration = Duration::from_secs(300);
 
-#[test]
-fn bench_quick_mode_prints_both_daemons() {
+/// Runs `bench/run.sh --quick` with `args` and our debug pgqd; returns its stdout and the
+/// daemon of every run in the `--json` file, after asserting that it succeeded.
+fn run_quick(args: &[&str]) -> (String, serde_json::Value) {
     let out_dir = tempfile::tempdir().unwrap();
     let stdout_path = out_dir.path().join("stdout");
     let stderr_path = out_dir.path().join("stderr");
@@ -21,6 +23,7 @@ fn bench_quick_mode_prints_both_daemons() {
         .arg(format!("{root}/bench/run.sh"))
         .args(["--quick", "--ours", env!("CARGO_BIN_EXE_pgqd"), "--json"])
         .arg(&json_path)
+        .args(args)
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout_path).unwrap())
@@ -37,7 +40,7 @@ fn bench_quick_mode_prints_both_daemons() {
             );
             let _ = child.wait();
             panic!(
-                "bench/run.sh --quick still running after {BENCH_DEADLINE:?}; stderr:\n{}",
+                "bench/run.sh --quick {args:?} still running after {BENCH_DEADLINE:?}; stderr:\n{}",
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             );
         }
@@ -47,11 +50,35 @@ fn bench_quick_mode_prints_both_daemons() {
     let stderr = fs::read_to_string(&stderr_path).unwrap();
     assert!(
         status.success(),
-        "bench/run.sh --quick failed ({status}):\n{stdout}\n{stderr}"
+        "bench/run.sh --quick {args:?} failed ({status}):\n{stdout}\n{stderr}"
     );
+    let runs = fs::read_to_string(&json_path).unwrap();
+    (stdout, serde_json::from_str(&runs).unwrap())
+}
+
+/// The cells of the table row that starts with `start` (the first cell is empty).
+fn row<'a>(stdout: &'a str, start: &str) -> Vec<&'a str> {
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with(start))
+        .unwrap_or_else(|| panic!("no row {start:?}:\n{stdout}"));
+    row.split('|').map(str::trim).collect()
+}
+
+fn daemons(runs: &serde_json::Value) -> Vec<&str> {
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["daemon"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn bench_quick_mode_prints_both_daemons() {
+    let (stdout, runs) = run_quick(&[]);
     assert!(
         stdout.contains("| figure | pgqd 3.5 | ours | ours/pgqd |"),
-        "no comparison table:\n{stdout}\n{stderr}"
+        "no comparison table:\n{stdout}"
     );
     for figure in [
         "daemon CPU, s/min",
@@ -65,26 +92,36 @@ fn bench_quick_mode_prints_both_daemons() {
         "start until all dbs ticked, s",
         "restart until all dbs tick, s",
     ] {
-        let row = stdout
-            .lines()
-            .find(|line| line.starts_with(&format!("| {figure} |")))
-            .unwrap_or_else(|| panic!("no row {figure:?}:\n{stdout}"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let cells = row(&stdout, &format!("| {figure} |"));
         // "", figure, pgqd 3.5, ours, ratio, ""
-        assert_eq!(cells.len(), 6, "{row}");
+        assert_eq!(cells.len(), 6, "{cells:?}");
         assert!(
             cells[2] != "-" && cells[3] != "-",
-            "a daemon has no value: {row}"
+            "a daemon has no value: {cells:?}"
         );
     }
+    assert_eq!(daemons(&runs), ["pgqd 3.5", "ours"], "{runs}");
+}
 
-    let runs = fs::read_to_string(&json_path).unwrap();
-    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
-    let daemons: Vec<&str> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|run| run["daemon"].as_str().unwrap())
-        .collect();
-    assert_eq!(daemons, ["pgqd 3.5", "ours"], "{runs}");
+/// The latency run's quick form: one steady window per daemon, every event delivered
+/// (within the 30 s the consumer is given after the window), then the restart's row of
+/// each daemon (pgqd 3.5's wait of 60 s outlasts the quick mode's 10 s).
+#[test]
+fn bench_latency_quick_mode_prints_both_daemons() {
+    let (stdout, runs) = run_quick(&["--latency"]);
+    let steady = row(&stdout, "| 1 | ticker_max_lag = 0 |");
+    // "", period, queue, pgqd 3.5 p50 p95 max (3..6), ours p50 p95 max (6..9), delivered, ""
+    assert_eq!(steady.len(), 11, "{steady:?}");
+    assert!(
+        steady[3..9].iter().all(|cell| cell.parse::<f64>().is_ok()),
+        "a daemon has no latency: {steady:?}\n{stdout}"
+    );
+    for who in ["pgqd 3.5", "ours"] {
+        row(&stdout, &format!("| ticker_max_lag = 0 | {who} |"));
+    }
+    assert_eq!(
+        daemons(&runs),
+        ["pgqd 3.5", "pgqd 3.5", "ours", "ours"],
+        "{runs}"
+    );
 }
