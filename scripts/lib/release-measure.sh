@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# scripts/release.sh --measure: the static musl binary beside the glibc build
+# (target/release/pgqd), each ticking the same 100 pgq databases of a throwaway cluster
+# in turn, twice each, alternating: CPU time (user + system, from /proc) over a window
+# after a warm-up, and RSS at its end. A side-by-side look, not bench/run.sh: the machine
+# may be shared, so compare the rounds with each other and read the load average.
+
+MEASURE_DATABASES=${MEASURE_DATABASES:-100}
+MEASURE_WARMUP=${MEASURE_WARMUP:-15}   # seconds: every database connected and ticking
+MEASURE_WINDOW=${MEASURE_WINDOW:-60}   # seconds measured
+
+# N databases with pgq and a queue, copied from a template (fast).
+make_measure_databases() {
+    step "creating $MEASURE_DATABASES pgq databases"
+    psql_rel postgres -c "create database mtemplate"
+    psql_rel mtemplate -c "create extension pgq" -c "select pgq.create_queue('q')" >/dev/null
+    local i
+    for i in $(seq -w 1 "$MEASURE_DATABASES"); do
+        psql_rel postgres -c "create database m$i template mtemplate"
+    done
+}
+
+# Prints "cpu_seconds rss_kib" of one daemon run: $1 the binary.
+measure_one() {
+    local bin=$1 ini="$TMP/measure.ini"
+    cat >"$ini" <<EOF
+[pgqd]
+base_connstr = host=$SOCK port=$PORT user=postgres
+syslog = 0
+EOF
+    chmod 644 "$ini"
+    setpriv "${AS_PG[@]}" "$bin" "$ini" >"$TMP/measure.log" 2>&1 &
+    local pid=$! before after rss
+    sleep "$MEASURE_WARMUP"
+    before=$(cpu_ticks "$pid")
+    sleep "$MEASURE_WINDOW"
+    after=$(cpu_ticks "$pid")
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+    kill -INT "$pid"
+    wait "$pid" || fail "$bin exited with $? after SIGINT: $(tail -3 "$TMP/measure.log")"
+    echo "$(((after - before) * 1000 / $(getconf CLK_TCK))) $rss"
+}
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+measure_musl_vs_glibc() {
+    step "building the glibc (cargo build --release) and musl (dist profile) binaries"
+    cargo build --locked --quiet --release
+    cargo zigbuild --locked --quiet --profile dist --target "$(rust_target x86_64)"
+    start_release_cluster
+    make_measure_databases
+    local round name bin result
+    for round in 1 2; do
+        for name in glibc musl; do
+            bin=target/release/pgqd
+            [ "$name" = glibc ] || bin=$(static_binary x86_64)
+            step "round $round: $name, $MEASURE_DATABASES databases, ${MEASURE_WINDOW} s after ${MEASURE_WARMUP} s"
+            result=$(measure_one "$bin")
+            echo "$name round $round: CPU ${result% *} ms in ${MEASURE_WINDOW} s, RSS ${result#* } KiB," \
+                "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        done
+    done
+}
