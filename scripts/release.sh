@@ -51,22 +51,25 @@ fail() {
     exit 1
 }
 
-VERSION=$(cargo metadata --locked --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "pgqd") | .version')
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
-export SOURCE_DATE_EPOCH
 DIST=target/dist
 STAGE=$DIST/.stage
 ARCHES=(x86_64 aarch64)
 [ "$MODE" = all ] || ARCHES=(x86_64)
 
 cleanup() {
-    podman rm --force --ignore pgqd-release-x86_64 pgqd-release-aarch64 >/dev/null 2>&1 || true
+    # Only in our own podman storage (configure_release_podman), never the machine's.
+    if [ -n "${CONTAINERS_STORAGE_CONF:-}" ]; then
+        podman rm --force --ignore pgqd-release-x86_64 pgqd-release-aarch64 >/dev/null 2>&1 || true
+    fi
     stop_release_cluster
 }
 trap cleanup EXIT
 
 ensure_packages
 ensure_release_tools "$MODE"
+VERSION=$(cargo metadata --locked --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "pgqd") | .version')
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+export SOURCE_DATE_EPOCH
 if [ "$MODE" = measure ]; then
     measure_musl_vs_glibc
     exit

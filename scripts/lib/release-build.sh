@@ -7,13 +7,13 @@
 rust_target() { echo "$1-unknown-linux-musl"; }
 # Debian's and OCI's name for the architecture (RPM's is ours: x86_64, aarch64).
 deb_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; esac; }
-static_binary() { echo "target/$(rust_target "$1")/dist/pgqd"; }
+static_binary() { echo "target/$(rust_target "$1")/static/pgqd"; }
 
-# The dist profile (Cargo.toml: release, symbols stripped), linked by zig against musl.
+# The static profile (Cargo.toml: release, symbols stripped), linked by zig against musl.
 build_static() {
     local arch=$1 started=$SECONDS
     step "static binary for $arch (cargo zigbuild, musl)"
-    cargo zigbuild --locked --quiet --profile dist --target "$(rust_target "$arch")"
+    cargo zigbuild --locked --quiet --profile static --target "$(rust_target "$arch")"
     local bin
     bin=$(static_binary "$arch")
     # No program interpreter: nothing to load, no libc needed on the host.
@@ -44,7 +44,7 @@ make_tarball() {
 make_deb() {
     local arch=$1
     step ".deb for $(deb_arch "$arch")"
-    cargo deb --locked --quiet --no-build --no-strip --profile dist \
+    cargo deb --locked --quiet --no-build --no-strip --profile static \
         --target "$(rust_target "$arch")" --output "$DIST/" >/dev/null
 }
 
@@ -53,7 +53,7 @@ make_deb() {
 make_rpm() {
     local arch=$1
     step ".rpm for $arch"
-    cargo generate-rpm --profile dist --target "$(rust_target "$arch")" --arch "$arch" \
+    cargo generate-rpm --profile static --target "$(rust_target "$arch")" --arch "$arch" \
         --payload-compress gzip --source-date "$SOURCE_DATE_EPOCH" --output "$DIST/"
 }
 

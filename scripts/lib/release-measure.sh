@@ -8,6 +8,7 @@
 MEASURE_DATABASES=${MEASURE_DATABASES:-100}
 MEASURE_WARMUP=${MEASURE_WARMUP:-15}   # seconds: every database connected and ticking
 MEASURE_WINDOW=${MEASURE_WINDOW:-60}   # seconds measured
+MEASURE_TICKER_PERIOD=${MEASURE_TICKER_PERIOD:-1}
 
 # N databases with pgq and a queue, copied from a template (fast).
 make_measure_databases() {
@@ -20,12 +21,14 @@ make_measure_databases() {
     done
 }
 
-# Prints "cpu_seconds rss_kib" of one daemon run: $1 the binary.
+# Prints "cpu_ms rss_kib ticks" of one daemon run: $1 the binary; ticks from its stats
+# lines (every 30 s), to show that it served every database.
 measure_one() {
     local bin=$1 ini="$TMP/measure.ini"
     cat >"$ini" <<EOF
 [pgqd]
 base_connstr = host=$SOCK port=$PORT user=postgres
+ticker_period = $MEASURE_TICKER_PERIOD
 syslog = 0
 EOF
     chmod 644 "$ini"
@@ -38,25 +41,27 @@ EOF
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
     kill -INT "$pid"
     wait "$pid" || fail "$bin exited with $? after SIGINT: $(tail -3 "$TMP/measure.log")"
-    echo "$(((after - before) * 1000 / $(getconf CLK_TCK))) $rss"
+    echo "$(((after - before) * 1000 / $(getconf CLK_TCK))) $rss" \
+        "$(grep -o '{ticks: [0-9]*' "$TMP/measure.log" | awk '{n += $2} END {print n + 0}')"
 }
 # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 measure_musl_vs_glibc() {
-    step "building the glibc (cargo build --release) and musl (dist profile) binaries"
+    step "building the glibc (cargo build --release) and musl (static profile) binaries"
     cargo build --locked --quiet --release
-    cargo zigbuild --locked --quiet --profile dist --target "$(rust_target x86_64)"
+    cargo zigbuild --locked --quiet --profile static --target "$(rust_target x86_64)"
     start_release_cluster
     make_measure_databases
-    local round name bin result
+    local round name bin cpu rss ticks
     for round in 1 2; do
         for name in glibc musl; do
             bin=target/release/pgqd
             [ "$name" = glibc ] || bin=$(static_binary x86_64)
-            step "round $round: $name, $MEASURE_DATABASES databases, ${MEASURE_WINDOW} s after ${MEASURE_WARMUP} s"
-            result=$(measure_one "$bin")
-            echo "$name round $round: CPU ${result% *} ms in ${MEASURE_WINDOW} s, RSS ${result#* } KiB," \
+            step "round $round: $name, $MEASURE_DATABASES databases, ticker_period $MEASURE_TICKER_PERIOD," \
+                "${MEASURE_WINDOW} s after ${MEASURE_WARMUP} s"
+            read -r cpu rss ticks < <(measure_one "$bin")
+            echo "$name round $round: CPU $cpu ms in ${MEASURE_WINDOW} s, RSS $rss KiB, $ticks ticks logged," \
                 "load average $(cut -d' ' -f1-3 /proc/loadavg)"
         done
     done

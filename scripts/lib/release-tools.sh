@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # scripts/release.sh's tools: what it installs when missing (rustup's musl targets,
 # cargo-zigbuild and zig from PyPI in a venv, cargo-deb, cargo-generate-rpm, and Debian's
-# rpm, qemu-user-static, podman and runc), and podman with storage of its own.
+# rpm, qemu-user-static, busybox-static, podman and runc), and podman with storage of
+# its own.
 # Every version is pinned, so a rebuild links with the same zig and packs with the same
 # tools. Sets RELEASE_CACHE and puts the venv on PATH.
 
@@ -24,10 +25,13 @@ ensure_release_tools() {
     command -v runc >/dev/null || missing+=(runc)
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v openssl >/dev/null || missing+=(openssl)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v readelf >/dev/null || missing+=(binutils)
     [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
     if [ "$scope" != ci ]; then
         command -v rpm >/dev/null || missing+=(rpm)
         command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+        [ -x /bin/busybox ] || missing+=(busybox-static)
     fi
     if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
     if [ ! -x "$RELEASE_CACHE/venv/bin/cargo-zigbuild" ] ||
