@@ -10,10 +10,12 @@ deb_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; esac; }
 static_binary() { echo "target/$(rust_target "$1")/static/pgqd"; }
 
 # The static profile (Cargo.toml: release, symbols stripped), linked by zig against musl.
+# Without SOURCE_DATE_EPOCH: ring's build script reruns when it changes, and with it
+# everything above ring (every commit would rebuild the TLS stack).
 build_static() {
     local arch=$1 started=$SECONDS
     step "static binary for $arch (cargo zigbuild, musl)"
-    cargo zigbuild --locked --quiet --profile static --target "$(rust_target "$arch")"
+    env -u SOURCE_DATE_EPOCH cargo zigbuild --locked --quiet --profile static --target "$(rust_target "$arch")"
     local bin
     bin=$(static_binary "$arch")
     # No program interpreter: nothing to load, no libc needed on the host.

@@ -50,7 +50,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 measure_musl_vs_glibc() {
     step "building the glibc (cargo build --release) and musl (static profile) binaries"
     cargo build --locked --quiet --release
-    cargo zigbuild --locked --quiet --profile static --target "$(rust_target x86_64)"
+    env -u SOURCE_DATE_EPOCH cargo zigbuild --locked --quiet --profile static --target "$(rust_target x86_64)"
     start_release_cluster
     make_measure_databases
     local round name bin cpu rss ticks
