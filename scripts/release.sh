@@ -62,6 +62,7 @@ cleanup() {
         podman rm --force --ignore pgqd-release-x86_64 pgqd-release-aarch64 >/dev/null 2>&1 || true
     fi
     stop_release_cluster
+    [ -z "${RPM_ROOT:-}" ] || rm -rf "$RPM_ROOT"
 }
 trap cleanup EXIT
 

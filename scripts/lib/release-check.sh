@@ -56,6 +56,8 @@ check_rpm_metadata() {
 check_rpm_root() {
     local arch=$1 rpm=$2 root
     root=$(mktemp -d /tmp/pgqd-rpm-root.XXXXXX)
+    # shellcheck disable=SC2034 # read by release.sh's cleanup, which removes it on a failure
+    RPM_ROOT=$root
     mkdir -p "$root/bin" "$root/dev" && cp /bin/busybox "$root/bin/busybox" && ln -s busybox "$root/bin/sh"
     mknod -m 666 "$root/dev/null" c 1 3
     rpm --root "$root" --initdb
@@ -76,6 +78,8 @@ check_rpm_root() {
     [ ! -e "$root/usr/bin/pgqd" ] || fail "rpm -e left /usr/bin/pgqd"
     tail -1 "$root/etc/pgqd.ini.rpmsave" | grep -qx "ticker_period = 2" || fail "rpm -e did not keep the edited /etc/pgqd.ini"
     rm -rf "$root"
+    # shellcheck disable=SC2034 # (as above)
+    RPM_ROOT=
 }
 
 check_rpm() {
