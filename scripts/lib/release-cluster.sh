@@ -47,7 +47,13 @@ start_release_cluster() {
     psql_rel rtest -c "create extension pgq" -c "select pgq.create_queue('q')" >/dev/null
 }
 
+# Also ends a daemon a failed check left running (DAEMON_PID).
 stop_release_cluster() {
+    if [ -n "${DAEMON_PID:-}" ]; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+        DAEMON_PID=
+    fi
     [ -n "${TMP:-}" ] || return 0
     as_pg "$PG_BINDIR/pg_ctl" -D "$TMP/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$TMP"
@@ -80,9 +86,11 @@ EOF
     chmod 644 "$ini"
     setpriv "${AS_PG[@]}" "$@" "$ini" >"$log" 2>&1 &
     local pid=$!
+    DAEMON_PID=$pid
     assert_ticks "$label"
     kill -INT "$pid"
     wait "$pid" || status=$?
+    DAEMON_PID=
     [ "$status" = 0 ] || fail "$label exited with $status after SIGINT: $(tail -5 "$log")"
     grep -q "Got SIGINT, shutting down" "$log" || fail "$label: no graceful stop line: $(tail -5 "$log")"
     echo "ok: $label stops gracefully on SIGINT with status 0"

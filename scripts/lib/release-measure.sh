@@ -34,6 +34,7 @@ EOF
     chmod 644 "$ini"
     setpriv "${AS_PG[@]}" "$bin" "$ini" >"$TMP/measure.log" 2>&1 &
     local pid=$! before after rss
+    DAEMON_PID=$pid
     sleep "$MEASURE_WARMUP"
     before=$(cpu_ticks "$pid")
     sleep "$MEASURE_WINDOW"
@@ -41,6 +42,8 @@ EOF
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
     kill -INT "$pid"
     wait "$pid" || fail "$bin exited with $? after SIGINT: $(tail -3 "$TMP/measure.log")"
+    # shellcheck disable=SC2034 # read by stop_release_cluster
+    DAEMON_PID=
     echo "$(((after - before) * 1000 / $(getconf CLK_TCK))) $rss" \
         "$(grep -o '{ticks: [0-9]*' "$TMP/measure.log" | awk '{n += $2} END {print n + 0}')"
 }
