@@ -25,3 +25,5 @@ echo "== cargo test"
 cargo test --workspace --locked "$@"
 echo "== package and container tests"
 scripts/container-test.sh
+echo "== release: the static x86_64 binary and the minimal image tick (scripts/release.sh --ci)"
+scripts/release.sh --ci
