@@ -116,6 +116,27 @@ fn ignore_hangup_until_handled() {
     }
 }
 
+/// Blocks (`true`) or unblocks SIGINT and SIGTERM on this thread. Blocked from just
+/// before the pidfile is written until the handlers are installed: a stop sent in
+/// between (`pgqd -s` as soon as the pidfile names us) then waits, pending, for the
+/// handlers, instead of killing the process by its default action with the pidfile
+/// left behind. No other thread exists yet (the runtime has one; blocking-pool threads
+/// start later and inherit the mask as it is then).
+fn hold_stop_signals(hold: bool) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    let done = if hold {
+        set.thread_block()
+    } else {
+        set.thread_unblock()
+    };
+    if let Err(e) = done {
+        tracing::debug!("cannot change the signal mask: {e}");
+    }
+}
+
 fn fatal(reason: &str) -> ExitCode {
     error!(fatal = true, "{reason}");
     ExitCode::FAILURE
@@ -151,6 +172,8 @@ fn start(
     daemon: bool,
     log: &LogHandle,
 ) -> Result<(Option<Pidfile>, tokio::runtime::Runtime), String> {
+    // From the moment the pidfile names this process, `pgqd -s` may signal it.
+    hold_stop_signals(true);
     let pidfile = match &config.pidfile {
         Some(path) => Some(Pidfile::create(path, || info!("stale pidfile, removing"))?),
         None => None,
@@ -267,7 +290,9 @@ async fn serve(
             }
         }),
     };
-    match handler.install() {
+    let installed = handler.install();
+    hold_stop_signals(false);
+    match installed {
         Ok(signals) => drop(tokio::spawn(signals)),
         Err(e) => {
             let reason = format!("cannot install signal handlers: {e}");
