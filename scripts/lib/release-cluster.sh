@@ -60,16 +60,7 @@ stop_release_cluster() {
     TMP=
 }
 
-# Asserts that some pgqd ticks queue q: an event makes pgq.ticker() add a tick (within
-# ticker_max_lag, 3 s) only while a ticker runs.
-assert_ticks() {
-    local before
-    before=$(psql_rel rtest -c "select count(*) from pgq.tick")
-    psql_rel rtest -c "select pgq.insert_event('q', 'test', 'x')" >/dev/null
-    wait_for "$1 to tick" ticked_since "$before"
-    echo "ok: $1 ticks"
-}
-ticked_since() { [ "$(psql_rel rtest -c "select count(*) from pgq.tick")" -gt "$1" ]; }
+assert_ticks() { assert_ticks_via psql_rel rtest "$1"; }
 
 # Runs "$@ CONFIG" as postgres against the cluster over TCP with TLS (sslmode=require),
 # asserts that it ticks, then stops it with SIGINT (the graceful stop) and asserts exit 0.

@@ -45,27 +45,3 @@ ensure_release_tools() {
     command -v cargo-generate-rpm >/dev/null ||
         cargo install cargo-generate-rpm --locked --version "$GENERATE_RPM_VERSION"
 }
-
-# Podman with its own storage and settings (as scripts/container-test.sh does, in a cache
-# of our own): runc, cgroupfs and file events, so no systemd is needed. FROM scratch needs
-# no base image, so no registry is asked.
-configure_release_podman() {
-    mkdir -p "$RELEASE_CACHE/networks"
-    cat >"$RELEASE_CACHE/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-[network]
-network_config_dir = "$RELEASE_CACHE/networks"
-EOF
-    cat >"$RELEASE_CACHE/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$RELEASE_CACHE/storage"
-runroot = "$RELEASE_CACHE/run"
-EOF
-    export CONTAINERS_CONF="$RELEASE_CACHE/containers.conf" CONTAINERS_STORAGE_CONF="$RELEASE_CACHE/storage.conf"
-}

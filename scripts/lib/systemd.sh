@@ -45,14 +45,7 @@ sd_status_shown() { sd systemctl status --no-pager "$1" | grep -q 'Status: "tick
 sd_status_sent() { [ -n "$(sd_show "$1" StatusText)" ]; } # pgqd 3.5 sends none
 sd_restarted() { sd_is "$1" NRestarts 1 && sd_is "$1" ActiveState active; }
 
-sd_ticked() { [ "$(sd_psql sdtest -c "select count(*) from pgq.tick")" -gt "$1" ]; }
-sd_assert_ticks() {
-    local before
-    before=$(sd_psql sdtest -c "select count(*) from pgq.tick")
-    sd_psql sdtest -c "select pgq.insert_event('q', 'test', 'x')" >/dev/null
-    wait_for "$1 to tick" sd_ticked "$before"
-    echo "ok: $1 ticks"
-}
+sd_assert_ticks() { assert_ticks_via sd_psql sdtest "$1"; }
 
 # CAP_SYS_ADMIN: systemd sets up ProtectSystem= and ReadWritePaths= with a mount
 # namespace; without the capability it skips them silently in a container, and a
