@@ -20,6 +20,7 @@
 //! - `pidfile`: the pidfile and finding the running daemon.
 //! - `pg`: the one connection helper: timeouts, server-side cancel, SQLSTATE classes.
 //! - `schedule`: fixed-rate periods and capped backoff.
+//! - `clock`: the ticker clock every database task's ticks share.
 //! - `stats`: counters and per-database state, in one place (monotonic; pgqd's stats
 //!   line is their difference).
 //! - `health`: the liveness, readiness and tick-age rules.
@@ -34,6 +35,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod db;

@@ -1,6 +1,5 @@
 //! Time: fixed-rate periods and capped backoff, the only two ways this daemon waits.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -11,10 +10,6 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 pub struct Every {
     period: Duration,
     interval: Interval,
-    /// For a schedule on the shared grid: the grid's origin.
-    grid: Option<Instant>,
-    /// The immediate first tick of a grid schedule is still due.
-    immediate: bool,
 }
 
 impl Every {
@@ -22,39 +17,11 @@ impl Every {
         Every {
             period,
             interval: skipping(tokio::time::interval(period)),
-            grid: None,
-            immediate: false,
-        }
-    }
-
-    /// Like [`Every::new`], but after the immediate first tick the ticks fall on a
-    /// grid shared by the whole process (multiples of `period` since the first grid
-    /// schedule was made). The ticker of every database then wakes at the same
-    /// instants: one wake-up of the daemon sends all the calls, instead of one
-    /// wake-up per database. This halves the daemon's CPU time at 100 databases.
-    pub fn on_grid(period: Duration) -> Every {
-        static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-        let origin = Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now));
-        Every::on_grid_from(period, origin)
-    }
-
-    fn on_grid_from(period: Duration, origin: Instant) -> Every {
-        Every {
-            period,
-            interval: skipping(tokio::time::interval_at(
-                next_on_grid(origin, period),
-                period,
-            )),
-            grid: Some(origin),
-            immediate: true,
         }
     }
 
     /// Waits for the next tick.
     pub async fn tick(&mut self) {
-        if std::mem::take(&mut self.immediate) {
-            return;
-        }
         self.interval.tick().await;
     }
 
@@ -63,26 +30,14 @@ impl Every {
         if period == self.period {
             return;
         }
-        let start = match self.grid {
-            Some(origin) => next_on_grid(origin, period),
-            None => Instant::now() + period,
-        };
         self.period = period;
-        self.interval = skipping(tokio::time::interval_at(start, period));
+        self.interval = skipping(tokio::time::interval_at(Instant::now() + period, period));
     }
 }
 
 fn skipping(mut interval: Interval) -> Interval {
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     interval
-}
-
-/// The first multiple of `period` after `origin` that is later than now.
-fn next_on_grid(origin: Instant, period: Duration) -> Instant {
-    let period_ns = period.as_nanos().max(1);
-    let elapsed_ns = Instant::now().saturating_duration_since(origin).as_nanos();
-    let next_ns = (elapsed_ns / period_ns + 1) * period_ns;
-    origin + Duration::from_nanos(u64::try_from(next_ns).unwrap_or(u64::MAX))
 }
 
 /// Reconnect delays: 100 ms doubling up to 2 s, so a restarted server is ticking again
@@ -224,24 +179,5 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         every.tick().await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
-    }
-
-    /// A grid schedule ticks at once, then on the multiples of its period since the
-    /// origin, whenever it was made; a new period keeps to the grid.
-    #[tokio::test(start_paused = true)]
-    async fn grid_ticks_share_instants() {
-        let origin = Instant::now();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut every = Every::on_grid_from(Duration::from_secs(1), origin);
-        every.tick().await; // immediate
-        assert_eq!(origin.elapsed(), Duration::from_millis(300));
-        every.tick().await;
-        assert_eq!(origin.elapsed(), Duration::from_secs(1));
-        every.tick().await;
-        assert_eq!(origin.elapsed(), Duration::from_secs(2));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        every.set_period(Duration::from_millis(500));
-        every.tick().await;
-        assert_eq!(origin.elapsed(), Duration::from_millis(2500));
     }
 }

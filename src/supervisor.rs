@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::clock::Clocks;
 use crate::config::Config;
 use crate::db::{DbContext, DbTask, Outage};
 use crate::jobs::Job;
@@ -67,6 +68,7 @@ pub struct Supervisor {
     looks: watch::Sender<Arc<Look>>,
     next_look: tokio::time::Instant,
     connect_slots: Arc<Semaphore>,
+    clocks: Clocks,
     discovery_outage: Outage,
     /// While listing the databases fails, it is tried again after this backoff
     /// rather than after a whole check_period.
@@ -106,6 +108,7 @@ impl Supervisor {
             looks: watch::Sender::new(Arc::new(Look::default())),
             next_look: tokio::time::Instant::now(),
             connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
+            clocks: Clocks::new(),
             discovery_outage: Outage::default(),
             discovery_backoff: Backoff::new(),
             relisting,
@@ -295,6 +298,7 @@ impl Supervisor {
             target,
             settings: self.settings.subscribe(),
             connect_slots: self.connect_slots.clone(),
+            clocks: self.clocks.clone(),
             shutdown: stop.clone(),
         };
         let span = info_span!("db", db = label);

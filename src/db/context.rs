@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::clock::Clocks;
 use crate::config::Config;
 use crate::jobs::Job;
 use crate::jobs::watch::Look;
@@ -60,6 +61,8 @@ pub struct DbContext {
     /// The supervisor's latest look for other tickers on the server.
     pub looks: watch::Receiver<Arc<Look>>,
     pub connect_slots: Arc<Semaphore>,
+    /// The ticker clock the databases' ticks share.
+    pub clocks: Clocks,
     pub shutdown: CancellationToken,
 }
 

@@ -14,7 +14,7 @@ use super::leader::Leadership;
 use crate::config::Config;
 use crate::jobs::{Job, Limits, ticker};
 use crate::pg::{PgError, Session};
-use crate::schedule::{Every, spread_share, ticker_spacing};
+use crate::schedule::{spread_share, ticker_spacing};
 use crate::stats::DbState;
 
 /// The ticking phase of one database.
@@ -73,14 +73,17 @@ impl<'a> Ticking<'a> {
 
     /// Ticks until the connection is lost, pgq disappears or shutdown.
     pub async fn run(&mut self) -> End {
-        let mut every = Every::on_grid(ticker_spacing(self.ctx.config().ticker_period));
+        let mut every = self
+            .ctx
+            .clocks
+            .every(ticker_spacing(self.ctx.config().ticker_period));
         loop {
             tokio::select! {
                 _ = every.tick() => {}
                 _ = self.ctx.shutdown.cancelled() => return End::Stopped,
             }
             let config = self.ctx.config();
-            every.set_period(ticker_spacing(config.ticker_period));
+            every.set_spacing(ticker_spacing(config.ticker_period));
             if let Err(end) = self.turn(&config).await {
                 return end;
             }

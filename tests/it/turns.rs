@@ -32,6 +32,7 @@ fn context(cluster: &Cluster, db: &str) -> DbContext {
         relist: Arc::new(Notify::new()),
         looks: watch::channel(Arc::new(Default::default())).1,
         connect_slots: Arc::new(Semaphore::new(1)),
+        clocks: pgqd::clock::Clocks::new(),
         shutdown: CancellationToken::new(),
     }
 }
