@@ -12,9 +12,9 @@
 //! planning: each statement reads one table, with the ticks it needs looked up by
 //! primary key in scalar subqueries (a join makes the planner weigh join orders and
 //! read pgq.tick's statistics), and the queue-consumer join is done here. Both
-//! statements go in one simple-protocol round trip (about 0.2 ms of server CPU a
-//! reading, against 0.8 ms for the joined statements before; see
-//! docs/benchmarks-listener.md).
+//! statements go in one simple-protocol round trip (about 0.25 ms of server CPU a
+//! reading back to back on a quiet host, against 0.9 ms for the joined statements
+//! before; see the notes of docs/benchmarks-listener.md).
 
 use std::sync::LazyLock;
 
