@@ -155,8 +155,9 @@ fn read_figures(ctx: &DbContext) -> (Vec<QueueStats>, Vec<ConsumerStats>) {
 
 /// The queue and consumer figures read with plain SQL are what pgq's own
 /// `get_queue_info()` and `get_consumer_info()` report, for an idle queue, a queue with
-/// new events, a paused one and consumers behind and caught up; a queue whose event
-/// sequence is gone keeps the other queues' figures (pgq's functions fail for all).
+/// new events, a paused one, a queue without any tick (and its consumer) and consumers
+/// behind and caught up; a queue whose event sequence is gone keeps the other queues'
+/// figures (pgq's functions fail for all).
 #[test]
 fn queue_figures_are_pgqs_own() {
     let cluster = Cluster::shared();
@@ -176,7 +177,12 @@ fn queue_figures_are_pgqs_own() {
              select pgq.ticker();
              select pgq.insert_event('busy', 't', 'y') from generate_series(1, 4);
              select pgq.ticker();
-             select pgq.insert_event('busy', 't', 'z') from generate_series(1, 5);",
+             select pgq.insert_event('busy', 't', 'z') from generate_series(1, 5);
+             select pgq.create_queue('tickless');
+             select pgq.register_consumer('tickless', 'waiting');
+             select pgq.insert_event('tickless', 't', 'w');
+             delete from pgq.tick
+              where tick_queue = (select queue_id from pgq.queue where queue_name = 'tickless');",
         )
         .unwrap();
     // `current` reads its batches up to the latest tick; `behind` reads none.
@@ -204,7 +210,8 @@ fn queue_figures_are_pgqs_own() {
         )
         .unwrap();
     let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
-    assert_eq!(names, ["busy", "idle", "paused"]);
+    assert_eq!(names, ["busy", "idle", "paused", "tickless"]);
+    assert_eq!(queues.len(), pgq_queues.len());
     for (ours, theirs) in queues.iter().zip(&pgq_queues) {
         let name = &ours.name;
         assert_eq!(ours.new_events, theirs.get(3), "{name}: new events");
@@ -212,13 +219,20 @@ fn queue_figures_are_pgqs_own() {
         assert_eq!(ours.idle_period, theirs.get(2), "{name}: idle period");
         assert_eq!(ours.last_rotation, theirs.get(5), "{name}: last rotation");
         assert_eq!(ours.paused, theirs.get::<_, bool>(6), "{name}: paused");
-        let lag: f64 = theirs.get(1);
+        let lag: Option<f64> = theirs.get(1);
         assert!(
-            ours.ticker_lag.is_some_and(|ours| (ours - lag).abs() < 5.0),
-            "{name}: ticker lag {:?} vs {lag}",
+            close(ours.ticker_lag, lag),
+            "{name}: ticker lag {:?} vs {lag:?}",
             ours.ticker_lag
         );
     }
+    let tickless = &queues[3];
+    assert_eq!(
+        (tickless.ticker_lag, tickless.new_events),
+        (None, None),
+        "tickless: no lag, no new events"
+    );
+    assert!(tickless.events_total.is_some_and(|n| n > 0));
     assert_eq!(
         queues[0].new_events,
         Some(5),
@@ -233,7 +247,8 @@ fn queue_figures_are_pgqs_own() {
             &[],
         )
         .unwrap();
-    assert_eq!(consumers.len(), 2);
+    assert_eq!(consumers.len(), 3);
+    assert_eq!(consumers.len(), pgq_consumers.len());
     for (ours, theirs) in consumers.iter().zip(&pgq_consumers) {
         let name = &ours.name;
         assert_eq!(
@@ -242,18 +257,16 @@ fn queue_figures_are_pgqs_own() {
         );
         assert_eq!(ours.pending_events, theirs.get(4), "{name}: pending events");
         for (figure, value, index) in [("lag", ours.lag, 2), ("last seen", ours.last_seen, 3)] {
-            let pgq: f64 = theirs.get(index);
-            assert!(
-                value.is_some_and(|ours| (ours - pgq).abs() < 5.0),
-                "{name}: {figure} {value:?} vs {pgq}"
-            );
+            let pgq: Option<f64> = theirs.get(index);
+            assert!(close(value, pgq), "{name}: {figure} {value:?} vs {pgq:?}");
         }
     }
     let pending: Vec<Option<i64>> = consumers.iter().map(|c| c.pending_events).collect();
     assert!(
-        pending[0].is_some_and(|n| n > 0) && pending[1] == Some(0),
-        "behind has the two ticks' events pending, current none: {pending:?}"
+        pending[0].is_some_and(|n| n > 0) && pending[1] == Some(0) && pending[2].is_none(),
+        "behind has the two ticks' events pending, current none, waiting no figure: {pending:?}"
     );
+    assert_eq!(consumers[2].lag, None, "waiting: no tick, no lag");
 
     // pgq's functions fail for every queue once one event sequence is gone; ours
     // leaves that queue's event figures empty.
@@ -274,6 +287,20 @@ fn queue_figures_are_pgqs_own() {
         .collect();
     assert_eq!(
         events,
-        [("busy", Some(5)), ("idle", Some(0)), ("paused", None)]
+        [
+            ("busy", Some(5)),
+            ("idle", Some(0)),
+            ("paused", None),
+            ("tickless", None)
+        ]
     );
+}
+
+/// Two ages in seconds agree: both absent, or both present within a few seconds (they
+/// were read at different moments).
+fn close(ours: Option<f64>, theirs: Option<f64>) -> bool {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => (ours - theirs).abs() < 5.0,
+        (ours, theirs) => ours.is_none() && theirs.is_none(),
+    }
 }
