@@ -259,8 +259,10 @@ impl Session {
         self.bounded(call, timeout, shutdown).await
     }
 
-    /// Runs one statement with the simple protocol (VACUUM, which must not be in a
-    /// transaction block); returns the number of rows affected, if any.
+    /// Runs `sql` with the simple protocol: one round trip, whatever the number of
+    /// statements in it (VACUUM must not be in a transaction block; the ticker call
+    /// and the queue figures save the extended protocol's messages). Returns every
+    /// statement's rows and command completions in order.
     pub async fn execute_simple(
         &self,
         sql: &str,
