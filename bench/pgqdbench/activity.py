@@ -85,6 +85,22 @@ POLL_SQL = (
 )
 
 
+def read(c: Cluster, sql: str, timeout: float = 30) -> list[list[str]]:
+    """A psql in bench_ctl, tried again for up to `timeout` seconds when it fails: a
+    daemon opening thousands of sessions at once fills the server's listen queue
+    (somaxconn), and a connection is then refused (EAGAIN) until it drains. A read
+    that fails silently would be wrong (no counts before a start: every database
+    "ticked" at the first poll)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return c.psql(CTL_DB, sql, timeout=timeout)
+        except BenchError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def id_array(ids: Iterable[int]) -> str:
     return "{" + ",".join(str(i) for i in sorted(ids)) + "}"
 
@@ -112,14 +128,14 @@ class TickerIds:
         new = [i for i in ids if i not in self.known]
         if not new:
             return
-        rows = self.c.psql(CTL_DB, STATEMENT_KINDS_SQL.format(ids=id_array(new)), timeout=60)
+        rows = read(self.c, STATEMENT_KINDS_SQL.format(ids=id_array(new)), timeout=60)
         # An entry gone meanwhile, or with its text unreadable (null), stays unknown:
         # looked up again when it shows up again.
         self.known.update({int(r[0]): r[1] == "t" for r in rows if r[1]})
 
     def refresh(self) -> None:
         """Classifies every queryid in pg_stat_statements now."""
-        rows = self.c.psql(CTL_DB, STATEMENT_IDS_SQL.format(ids=self.all), timeout=60)
+        rows = read(self.c, STATEMENT_IDS_SQL.format(ids=self.all), timeout=60)
         self.classify(int(r[0]) for r in rows)
 
 
@@ -127,23 +143,23 @@ def ticker_counts(c: Cluster) -> dict[str, int]:
     """Ticker calls ended so far per database (pg_stat_statements)."""
     ids = TickerIds(c)
     ids.refresh()
-    rows = c.psql(CTL_DB, TICKER_COUNTS_SQL.format(ids=ids.tickers), timeout=30)
+    rows = read(c, TICKER_COUNTS_SQL.format(ids=ids.tickers))
     return {r[0]: int(r[1]) for r in rows if r[1]}
 
 
 def clients(c: Cluster) -> dict[str, int]:
     """The daemon's sessions by application_name."""
-    rows = c.psql(CTL_DB, CLIENTS_SQL, timeout=30, check=False)
+    rows = read(c, CLIENTS_SQL)
     return {r[0]: int(r[1]) for r in rows}
 
 
 def backend_pids(c: Cluster) -> list[int]:
     """The server processes serving the daemon's sessions."""
-    return [int(r[0]) for r in c.psql(CTL_DB, BACKEND_PIDS_SQL, timeout=30, check=False)]
+    return [int(r[0]) for r in read(c, BACKEND_PIDS_SQL)]
 
 
 def sessions(c: Cluster) -> int:
-    return int(c.value(CTL_DB, SESSIONS_SQL))
+    return int(read(c, SESSIONS_SQL)[0][0])
 
 
 class Poll:
@@ -225,7 +241,7 @@ def ticker_calls(c: Cluster, dbs: list[str]) -> dict[str, tuple[int, float]]:
     counts_sql = TICKER_COUNTS_SQL.format(ids=ids.tickers)
     script = f"{TICKER_ACTIVITY_SQL}\n\\echo --\n{counts_sql};\n\\echo --\n{TICKER_ACTIVITY_SQL}\n"
     for _ in range(15):
-        rows = c.psql(CTL_DB, script, timeout=60)
+        rows = read(c, script, timeout=60)
         cut1 = rows.index(["--"])
         cut2 = rows.index(["--"], cut1 + 1)
         before = {r[0]: (r[1], r[2]) for r in rows[:cut1]}
