@@ -139,7 +139,9 @@ How each figure is measured (the script is `bench/bench.py` with its modules in
   same pgqd.ini: `base_connstr`, `syslog = 0` and the scenario's settings (the
   `ticker_period` in each title); everything else at its default (auto-detection through
   template1, check 60 s, retry 30 s, maint 120 s). The daemons alternate pgqd 3.5, ours,
-  pgqd 3.5, ours, ..."""
+  pgqd 3.5, ours, ... The script's own sessions connect through a second unix socket
+  directory of the server (a listen queue of their own, so that they never wait behind
+  the thousands of connections a daemon opens at its start or after a restart)."""
 METHOD_END = "- Then SIGINT; the next daemon starts only after every client backend has gone.\n"
 
 
