@@ -3,11 +3,12 @@ there and in pg_stat_statements. Every query runs in bench_ctl under the script'
 application_name, so none of them counts as the daemon's.
 
 The daemon's backends are the client backends that are not this script's: the cluster
-listens only on a unix socket in its own temporary directory, so the daemon and this
+listens only on unix sockets in its own temporary directory, so the daemon and this
 script are its only clients (the script through a second socket directory of its own,
 so that it never queues behind a daemon's connections), and every session of the script
-carries application_name 'pgqd-bench' (PGAPPNAME). The daemon cannot be recognised positively instead: pgqd 3.5
-sets no application_name, and client_addr and client_port are null on a unix socket."""
+carries application_name 'pgqd-bench' (PGAPPNAME). The daemon cannot be recognised
+positively instead: pgqd 3.5 sets no application_name, and client_addr and client_port
+are null on a unix socket."""
 
 from __future__ import annotations
 
