@@ -9,9 +9,12 @@ bench/run.sh (see --help). What it does:
 2. for every scenario (number of databases, pgqd.ini settings) and every round, run the
    reference daemon and ours in turn (A B A B ...) with the same pgqd.ini;
 3. measure each run (pgqdbench/metrics.py: one object per figure, and
-   docs/benchmarks.md for how);
-4. print one table per scenario (median and min-max per daemon, ratio ours/pgqd) and
-   write it, with the machine, command and date, to docs/benchmarks.md.
+   docs/benchmarks.md for how); after a scenario's runs with the restart, measure the
+   server's own limit for it (pgqdbench/connect_rate.py);
+4. print one table per scenario (median and min-max per daemon, ratio ours/pgqd, the
+   restart against the server's limit) and how the cost grows per database
+   (pgqdbench/scaling.py), and write them, with the machine, command and date, to
+   docs/benchmarks.md.
 
 With --soak MINUTES it runs the soak instead (pgqdbench/soak.py); with --latency, the
 delivery latency from commit to consumer (pgqdbench/latency.py, docs/benchmarks-latency.md). Every cluster and

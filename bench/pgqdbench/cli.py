@@ -48,10 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "--window (default 100=10,1000=30)")
     p.add_argument("--restart", choices=["default", "all", "none"], default="default",
                    help="restart test in the ticker_period 1 scenarios (default), all, none")
-    p.add_argument("--restart-timeout", type=float, default=120,
-                   help="seconds to wait for ticking after the restart (default 120)")
-    p.add_argument("--start-timeout", type=float, default=120,
-                   help="seconds to wait for every database to tick after start (default 120)")
+    p.add_argument("--restart-timeout", type=per_dbs_list, default=per_dbs_list("120,3000=300"),
+                   help="seconds to wait for ticking after the restart, as --window "
+                        "(default 120,3000=300)")
+    p.add_argument("--start-timeout", type=per_dbs_list, default=per_dbs_list("120,3000=300"),
+                   help="seconds to wait for every database to tick after start, as "
+                        "--window (default 120,3000=300)")
     p.add_argument("--sample-every", type=float, default=5,
                    help="seconds between pg_stat_activity samples (default 5)")
     p.add_argument("--reference", default=default_reference(),
@@ -103,7 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.quick:
         a.scenarios, a.rounds, a.window = [Scenario(5)], 1, {0: 4.0}
-        a.warmup, a.restart_timeout, a.start_timeout, a.sample_every = {0: 1.0}, 10, 30, 1
+        a.warmup, a.restart_timeout, a.start_timeout, a.sample_every = {0: 1.0}, {0: 10.0}, {0: 30.0}, 1
     if a.out is None:
         page = "benchmarks-latency.md" if a.latency else "benchmarks.md"
         a.out = "-" if a.quick else str(REPO / "docs" / page)

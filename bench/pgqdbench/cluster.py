@@ -59,11 +59,19 @@ class Cluster:
         self.max_connections = max_connections
         self.running = False
         self.pgq_dbs: list[str] = []
+        # The script's own socket: the server listens in both directories, and accepts
+        # from each listen queue in turn, so the script's sessions do not wait behind a
+        # daemon that opens thousands at once (pgqd 3.5 at 3000 databases fills the
+        # daemons' queue, somaxconn deep, for over a minute: a psql there waited > 60 s
+        # or was refused with EAGAIN, and a late read skews the figures read after it).
+        self.ctl_dir = self.dir / "ctl"
+        self.ctl_dir.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.ctl_dir, "postgres", "postgres")
         self.env = dict(
             os.environ,
-            PGHOST=str(self.dir),
+            PGHOST=str(self.ctl_dir),
             PGPORT=str(self.port),
             PGUSER="postgres",
             PGAPPNAME=APP,
@@ -72,7 +80,7 @@ class Cluster:
             self.env.pop(k, None)
         self.settings = [
             f"port = {self.port}",
-            f"unix_socket_directories = '{self.dir}'",
+            f"unix_socket_directories = '{self.dir}, {self.ctl_dir}'",
             "listen_addresses = ''",
             f"max_connections = {max_connections}",
             "shared_buffers = 128MB",

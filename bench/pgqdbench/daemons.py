@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -28,9 +29,11 @@ class Daemon:
 
     def __init__(self, binary: str, ini: Path, logfile: Path):
         self.logfile = logfile
+        # bench/run.sh's PGQD_REFERENCE is no setting: our pgqd would warn about it.
+        env = {k: v for k, v in os.environ.items() if k != "PGQD_REFERENCE"}
         with open(logfile, "w") as out:
             self.proc = subprocess.Popen([binary, str(ini)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=ini.parent)
+                                         stdin=subprocess.DEVNULL, cwd=ini.parent, env=env)
         Daemon.live.append(self)
 
     @property

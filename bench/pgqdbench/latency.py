@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from . import activity
 from .cluster import QUEUE, BenchError, Cluster, log
 from .daemons import Daemon, write_ini
-from .scenarios import daemons
+from .scenarios import daemons, per_dbs
 from .session import connect
 
 RATE = 20  # events committed per second
@@ -148,6 +148,9 @@ class Latency:
         self.settings = QUEUE_SETTINGS[1:] if quick else QUEUE_SETTINGS
         self.window = 4.0 if quick else args.latency_window
         self.warmup = 1.0 if quick else 3.0
+        # The latency runs use one database: the timeouts' value for one.
+        self.start_timeout = per_dbs(args.start_timeout, 1)
+        self.restart_timeout = per_dbs(args.restart_timeout, 1)
         self.restart_events = 2.0 if quick else RESTART_EVENTS
 
     def run(self) -> list[dict]:
@@ -175,9 +178,9 @@ class Latency:
         d = Daemon(binary, path, path.with_suffix(".log"))
         out = []
         try:
-            if math.isinf(activity.wait_first_ticks(c, [db], d, time.time(), a.start_timeout,
+            if math.isinf(activity.wait_first_ticks(c, [db], d, time.time(), self.start_timeout,
                                                     counts)):
-                raise BenchError(f"{who} did not tick within {a.start_timeout:g} s")
+                raise BenchError(f"{who} did not tick within {self.start_timeout:g} s")
             for setting in self.settings:
                 log(f"latency: {who}, ticker_period {period}, {setting.label}")
                 out.append({"daemon": who, "ticker_period": float(period), "restart": False,
@@ -222,7 +225,7 @@ class Latency:
     def across_restart(self, d: Daemon, setting: QueueSetting) -> dict:
         """pg_ctl restart -m fast with the daemon running, then events from the moment the
         server accepts connections."""
-        c, a = self.cluster, self.args
+        c = self.cluster
         c.psql(c.pgq_dbs[0], SET_MAX_LAG_SQL.format(lag=setting.max_lag) + REGISTER_SQL)
         c.restart()
         up = time.monotonic()
@@ -230,7 +233,7 @@ class Latency:
         self.sleep(d, self.restart_events, producer, consumer)
         self.stop(producer)
         measured = sorted(producer.commits)
-        self.drain(d, consumer, measured, up + a.restart_timeout)
+        self.drain(d, consumer, measured, up + self.restart_timeout)
         delays = [consumer.delivered.get(n, math.inf) - producer.commits[n] for n in measured]
         return {**latency_figures(delays), "produced_s": self.restart_events,
                 "first_commit": producer.commits[measured[0]] - up if measured else math.nan,

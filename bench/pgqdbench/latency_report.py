@@ -72,7 +72,6 @@ def tables(results: list[dict], args: argparse.Namespace) -> str:
 
 
 def method(job: Latency) -> str:
-    a = job.args
     periods = " and ".join(job.periods)
     return f"""\
 The run is `bench/run.sh --latency`: `bench/pgqdbench/latency.py` measures, and
@@ -106,7 +105,7 @@ Across a restart (ticker_period {job.periods[0]}, each queue setting): with the 
 running, `pg_ctl restart -m fast`; from the moment it returns (the server accepts
 connections), a new consumer session and a new producer session start, and the
 producer commits events for {job.restart_events:g} s; each event's latency is measured
-as above, until {a.restart_timeout:g} s after the restart. pgqd 3.5 waits 60 s before it
+as above, until {job.restart_timeout:g} s after the restart. pgqd 3.5 waits 60 s before it
 reconnects a broken connection, so its first tick after a restart comes a minute later.
 """
 

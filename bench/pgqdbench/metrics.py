@@ -228,7 +228,8 @@ FIRST_ALL = Timing(
     "a ticker call: the `query_start` of a connection whose query in `pg_stat_activity` is\n"
     "`pgq.ticker()`, or, for a call already over when its session shows the next statement,\n"
     "the poll at which its database's count in `pg_stat_statements` grew (polled every\n"
-    "0.2 s: +-0.2 s).")
+    "0.2 s: +-0.2 s, on one kept session in `bench_ctl`, `pg_stat_statements` read without\n"
+    "its query texts).")
 RESTART = Timing(
     Figure("restart", "restart until all dbs tick, s", 2, cap="restart_timeout"), RUN,
     "*restart until all dbs tick* (only in the runs with the first ticker_period): after the\n"

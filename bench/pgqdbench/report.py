@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cluster import CTL_DB, PLAIN_DBS, TPL_DB, Cluster
 from .metrics import FIGURES, METRICS, RUN, START, WINDOW
+from .scaling import LIMIT_METHOD, daemon_runs, growth_table, limit_table
 from .scenarios import daemons, per_dbs
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -47,9 +48,10 @@ def ratio(ref: list[float], our: list[float]) -> str:
 
 
 def tables(runs: list[dict], args: argparse.Namespace) -> str:
+    """One table per scenario, each with its restart against the server's limit."""
     out = []
     for sc in args.scenarios:
-        sel = [r for r in runs if (r["dbs"], r["ini"]) == (sc.dbs, sc.ini)]
+        sel = [r for r in daemon_runs(runs) if (r["dbs"], r["ini"]) == (sc.dbs, sc.ini)]
         if not sel:
             continue
         rounds = max(r["round"] for r in sel)
@@ -63,7 +65,7 @@ def tables(runs: list[dict], args: argparse.Namespace) -> str:
                    + " |")
         out.append("|---|---|" + "---|---|" * len(ours))
         for f in FIGURES:
-            cap = getattr(args, f.cap) if f.cap else None
+            cap = per_dbs(getattr(args, f.cap), sc.dbs) if f.cap else None
             ref = [r[f.key] for r in sel if r["daemon"] == "pgqd 3.5" and f.key in r]
             cols = [[r[f.key] for r in sel if r["daemon"] == who and f.key in r] for who in ours]
             if not ref and not any(cols):
@@ -71,7 +73,11 @@ def tables(runs: list[dict], args: argparse.Namespace) -> str:
             cells = "".join(f" {cell(our, f.digits, cap)} | {ratio(ref, our)} |" for our in cols)
             out.append(f"| {f.label} | {cell(ref, f.digits, cap)} |{cells}")
         out.append("")
-    return "\n".join(out)
+        limits = limit_table(runs, sc, args)
+        if limits:
+            out.append(limits)
+    growth = growth_table(runs, args)
+    return "\n".join(out + ([growth] if growth else []))
 
 
 def sh(cmd: list[str]) -> str:
@@ -133,7 +139,9 @@ How each figure is measured (the script is `bench/bench.py` with its modules in
   same pgqd.ini: `base_connstr`, `syslog = 0` and the scenario's settings (the
   `ticker_period` in each title); everything else at its default (auto-detection through
   template1, check 60 s, retry 30 s, maint 120 s). The daemons alternate pgqd 3.5, ours,
-  pgqd 3.5, ours, ..."""
+  pgqd 3.5, ours, ... The script's own sessions connect through a second unix socket
+  directory of the server (a listen queue of their own, so that they never wait behind
+  the thousands of connections a daemon opens at its start or after a restart)."""
 METHOD_END = "- Then SIGINT; the next daemon starts only after every client backend has gone.\n"
 
 
@@ -155,7 +163,7 @@ def method(args: argparse.Namespace) -> str:
         "- Then a warm-up, then the measured window. Over the window:",
         *bullets(WINDOW, "  "),
         *bullets(RUN, ""),
-        METHOD_END,
+        METHOD_END + LIMIT_METHOD + "\n",
     ])
 
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import activity
+from . import activity, connect_rate
 from .cluster import Cluster, log
 from .daemons import Daemon, write_ini
 from .metrics import FIGURES, Window, after_run, measure_window
@@ -132,7 +132,18 @@ class Bench:
                     r["round"] = rnd
                     runs.append(r)
                     log("  " + ", ".join(f"{f.key} {r[f.key]:.3g}" for f in FIGURES if f.key in r))
+            if restart:
+                runs.append(self.server_limits(sc))
         return runs
+
+    def server_limits(self, sc: Scenario) -> dict:
+        """The server's own limit for the restart figure (connect_rate), with no daemon
+        running: a record of its own in the runs, told apart by "limit"."""
+        c = self.cluster
+        log(f"{sc.dbs} dbs, {sc.title}: the server's own limit for a restart")
+        activity.wait_no_clients(c)
+        limits = connect_rate.server_limits(c, c.pgq_dbs[: sc.dbs])
+        return {"limit": limits, "dbs": sc.dbs, "ini": sc.ini}
 
     def run_daemon(self, who: str, binary: str, sc: Scenario, own: dict[str, str],
                    restart: bool) -> dict:
@@ -153,8 +164,8 @@ class Bench:
         t_start = time.time()
         d = Daemon(binary, ini, c.dir / f"{tag}.log")
         try:
-            res["first_all"] = activity.wait_first_ticks(c, dbs, d, t_start, a.start_timeout,
-                                                         counts)
+            res["first_all"] = activity.wait_first_ticks(
+                c, dbs, d, t_start, per_dbs(a.start_timeout, sc.dbs), counts)
             time.sleep(per_dbs(a.warmup, sc.dbs))
             d.check_alive()
             listen = {**sc.ini, **own}.get("http_listen")
@@ -167,8 +178,8 @@ class Bench:
                 # Read once the server is up: counts before the restart would include
                 # the calls made while it shut down.
                 counts = activity.ticker_counts(c)
-                res["restart"] = max(0.0, activity.wait_first_ticks(c, dbs, d, t_up,
-                                                                    a.restart_timeout, counts))
+                res["restart"] = max(0.0, activity.wait_first_ticks(
+                    c, dbs, d, t_up, per_dbs(a.restart_timeout, sc.dbs), counts))
             res.update(after_run(d))
         finally:
             d.stop()
