@@ -65,11 +65,13 @@ fn row<'a>(stdout: &'a str, start: &str) -> Vec<&'a str> {
     row.split('|').map(str::trim).collect()
 }
 
+/// The daemon of every daemon run (the server's own limit is a record of its own,
+/// with "limit" instead of "daemon").
 fn daemons(runs: &serde_json::Value) -> Vec<&str> {
     runs.as_array()
         .unwrap()
         .iter()
-        .map(|run| run["daemon"].as_str().unwrap())
+        .filter_map(|run| run["daemon"].as_str())
         .collect()
 }
 
@@ -101,6 +103,26 @@ fn bench_quick_mode_prints_both_daemons() {
         );
     }
     assert_eq!(daemons(&runs), ["pgqd 3.5", "ours"], "{runs}");
+    // The server's own limit for the restart, and each daemon's restart against it.
+    for limit in [
+        "| sessions only (",
+        "| sessions + one `pgq.ticker()` each (",
+    ] {
+        let cells = row(&stdout, limit);
+        // "", limit, seconds, pgqd 3.5 ratio ("timeout": its 60 s outlast the quick
+        // mode's wait), ours ratio, ""
+        assert_eq!(cells.len(), 6, "{cells:?}");
+        assert!(
+            cells[2].parse::<f64>().is_ok() && cells[4].ends_with('x'),
+            "no limit or ratio: {cells:?}\n{stdout}"
+        );
+    }
+    let limits = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|run| run.get("limit").is_some());
+    assert_eq!(limits.count(), 1, "{runs}");
 }
 
 /// The latency run's quick form: one steady window per daemon, every event delivered
