@@ -99,11 +99,11 @@ impl Ticks {
             self.ticks.mark_unchanged();
             return;
         }
+        // `changed` marks the tick seen: a second tick missed while busy is not kept.
         if self.ticks.changed().await.is_err() {
             // The clock's task ended with the runtime: nothing ticks any more.
             std::future::pending::<()>().await;
         }
-        self.ticks.mark_unchanged();
     }
 
     /// Moves to the clock of a new spacing (after a reload); its next tick is the
