@@ -62,9 +62,12 @@ pub fn init(options: ConsoleOptions) -> LogHandle {
     };
     let layer = PgqdLayer {
         sinks: sinks.clone(),
-    }
-    .with_filter(level);
-    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+    };
+    // The level as a global filter, not the layer's own: a per-layer filter looks up
+    // the span's filter state on every enter and exit, and the database tasks' spans
+    // are entered at every poll.
+    let subscriber = tracing_subscriber::registry().with(level).with(layer);
+    let _ = tracing::subscriber::set_global_default(subscriber);
     LogHandle { sinks }
 }
 

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use pgconninfo::{Canceller, ConnectError, Target};
+use pgconninfo::{Canceller, ConnectError, Lane, LaneError, SimpleQuery, Target};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row, SimpleQueryMessage};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, SimpleQueryRow};
 use tokio_util::sync::CancellationToken;
 
 /// How long a server-side cancel request, and the wait for the cancelled query to
@@ -50,6 +50,12 @@ enum Kind {
     Connect(ConnectError),
     #[error("{}", describe(.0))]
     Query(tokio_postgres::Error),
+    /// A server error read on the session's lane.
+    #[error("{0}")]
+    Server(pgconninfo::ServerError),
+    /// The connection failed under the session's lane.
+    #[error("connection lost: {0}")]
+    Lost(std::io::Error),
     #[error("timed out after {0:?}, cancelled")]
     Timeout(Duration),
     /// The call overran and was cancelled, but did not return within the grace
@@ -65,6 +71,16 @@ impl From<ConnectError> for PgError {
         PgError {
             kind: Kind::Connect(error),
         }
+    }
+}
+
+impl From<LaneError> for PgError {
+    fn from(error: LaneError) -> Self {
+        let kind = match error {
+            LaneError::Server(e) => Kind::Server(e),
+            LaneError::Lost(e) => Kind::Lost(e),
+        };
+        PgError { kind }
     }
 }
 
@@ -112,6 +128,7 @@ impl PgError {
         match &self.kind {
             Kind::Connect(e) => e.code(),
             Kind::Query(e) => e.code(),
+            Kind::Server(e) => Some(&e.code),
             _ => None,
         }
     }
@@ -204,6 +221,8 @@ impl PgError {
 pub struct Session {
     client: Client,
     canceller: Canceller,
+    /// The socket's direct lane for [`Session::first_row`], when not encrypted.
+    lane: Option<Lane>,
     opened: Instant,
     /// Runs when the session is dropped (the connection closes): a gauge's decrement.
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
@@ -224,6 +243,7 @@ impl Session {
         Ok(Session {
             client: connected.client,
             canceller: connected.canceller,
+            lane: connected.lane,
             opened: Instant::now(),
             on_drop: None,
         })
@@ -273,38 +293,107 @@ impl Session {
         self.bounded(call, timeout, shutdown).await
     }
 
-    /// Awaits a call; when it overruns `timeout` or shutdown arrives, the query is
-    /// cancelled server-side and the call awaited until it returns (briefly), so a
-    /// query is never abandoned half-way with the server still running it.
+    /// Runs `query` (one statement, simple protocol) and returns its first row as
+    /// text: on the session's lane when it has one (the caller's task reads the reply
+    /// off the socket, no hand-off to the connection task), else as
+    /// [`Session::execute_simple`]. For the statement run every tick.
+    pub async fn first_row(
+        &mut self,
+        query: &Statement,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<FirstRow<'_>>, PgError> {
+        let Session {
+            client,
+            canceller,
+            lane,
+            ..
+        } = self;
+        let Some(lane) = lane else {
+            let messages = bounded(canceller, client.simple_query(query.sql), timeout, shutdown);
+            return Ok(messages.await?.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(FirstRow::Simple(row)),
+                _ => None,
+            }));
+        };
+        let row = bounded(canceller, lane.first_row(&query.encoded), timeout, shutdown);
+        Ok(row.await?.map(FirstRow::Lane))
+    }
+
+    /// [`bounded`] with this session's canceller.
     async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
         timeout: Duration,
         shutdown: &CancellationToken,
     ) -> Result<T, PgError> {
-        // Boxed: tokio-postgres' query futures are large, and inline they would be part
-        // of every idle task's future; one small allocation per query is cheaper than
-        // kilobytes held per database.
-        let mut call = Box::pin(call);
-        let timed_out = tokio::select! {
-            result = &mut call => return Ok(result?),
-            _ = tokio::time::sleep(timeout) => true,
-            _ = shutdown.cancelled() => false,
-        };
-        // Boxed: a cancel request is a connection of its own (TLS included), rare, and
-        // inline it would make every query's future kilobytes larger.
-        let cancel = Box::pin(self.canceller.cancel());
-        let _ = tokio::time::timeout(CANCEL_GRACE, cancel).await;
-        // The call returns (cancelled, or finished just before the cancel arrived)
-        // before the session is used again; a cancel that reaches an idle backend is
-        // ignored by the server, so a settled session is safe to reuse.
-        let settled = tokio::time::timeout(CANCEL_GRACE, call).await.is_ok();
-        let kind = match (timed_out, settled) {
-            (false, _) => Kind::Shutdown,
-            (true, true) => Kind::Timeout(timeout),
-            (true, false) => Kind::TimeoutUnsettled(timeout),
-        };
-        Err(PgError { kind })
+        bounded(&self.canceller, call, timeout, shutdown).await
+    }
+}
+
+/// Awaits a call; when it overruns `timeout` or shutdown arrives, the query is
+/// cancelled server-side and the call awaited until it returns (briefly), so a query
+/// is never abandoned half-way with the server still running it.
+async fn bounded<T, E: Into<PgError>>(
+    canceller: &Canceller,
+    call: impl std::future::Future<Output = Result<T, E>>,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<T, PgError> {
+    // Boxed: tokio-postgres' query futures are large, and inline they would be part
+    // of every idle task's future; one small allocation per query is cheaper than
+    // kilobytes held per database.
+    let mut call = Box::pin(call);
+    // Biased: the call first, and no random number drawn per call.
+    let timed_out = tokio::select! {
+        biased;
+        result = &mut call => return result.map_err(Into::into),
+        _ = tokio::time::sleep(timeout) => true,
+        _ = shutdown.cancelled() => false,
+    };
+    // Boxed: a cancel request is a connection of its own (TLS included), rare, and
+    // inline it would make every query's future kilobytes larger.
+    let cancel = Box::pin(canceller.cancel());
+    let _ = tokio::time::timeout(CANCEL_GRACE, cancel).await;
+    // The call returns (cancelled, or finished just before the cancel arrived)
+    // before the session is used again; a cancel that reaches an idle backend is
+    // ignored by the server, so a settled session is safe to reuse.
+    let settled = tokio::time::timeout(CANCEL_GRACE, call).await.is_ok();
+    let kind = match (timed_out, settled) {
+        (false, _) => Kind::Shutdown,
+        (true, true) => Kind::Timeout(timeout),
+        (true, false) => Kind::TimeoutUnsettled(timeout),
+    };
+    Err(PgError { kind })
+}
+
+/// The first row of a reply, as [`Session::first_row`] read it.
+pub enum FirstRow<'a> {
+    Lane(pgconninfo::Row<'a>),
+    Simple(SimpleQueryRow),
+}
+
+impl FirstRow<'_> {
+    /// Column `index` as text; `None` for NULL or a missing column.
+    pub fn get(&self, index: usize) -> Option<&str> {
+        match self {
+            FirstRow::Lane(row) => row.get(index),
+            FirstRow::Simple(row) => row.get(index),
+        }
+    }
+}
+
+/// A statement for [`Session::first_row`], encoded once for the lane.
+pub struct Statement {
+    sql: &'static str,
+    encoded: SimpleQuery,
+}
+
+impl Statement {
+    /// `sql` must not hold a NUL byte (a constant of this crate).
+    pub fn new(sql: &'static str) -> Statement {
+        let encoded = SimpleQuery::new(sql).expect("SQL constants hold no NUL byte");
+        Statement { sql, encoded }
     }
 }
 
@@ -355,7 +444,7 @@ pub fn simple_first_int(messages: &[SimpleQueryMessage]) -> i64 {
 }
 
 /// C's atoi: optional blanks and sign, then leading digits.
-fn atoi(text: &str) -> i64 {
+pub fn atoi(text: &str) -> i64 {
     let text = text.trim_start();
     let (sign, digits) = match text.strip_prefix('-') {
         Some(rest) => (-1, rest),

@@ -79,6 +79,7 @@ impl<'a> Ticking<'a> {
             .every(ticker_spacing(self.ctx.config().ticker_period));
         loop {
             tokio::select! {
+                biased;
                 _ = every.tick() => {}
                 _ = self.ctx.shutdown.cancelled() => return End::Stopped,
             }
@@ -171,7 +172,7 @@ impl<'a> Ticking<'a> {
             shutdown: &self.ctx.shutdown,
         };
         let started = Instant::now();
-        let result = ticker::tick(&self.session, &limits).await;
+        let result = ticker::tick(&mut self.session, &limits).await;
         let stats = &self.ctx.stats;
         stats
             .ticker_seconds()

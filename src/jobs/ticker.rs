@@ -1,9 +1,9 @@
 //! One ticker turn: `pgq.ticker()` for all queues, with a per-queue fallback so one
 //! broken queue does not stop the others.
 
-use tokio_postgres::SimpleQueryMessage;
+use std::sync::LazyLock;
 
-use crate::pg::{PgError, Session, simple_first_int};
+use crate::pg::{PgError, Session, Statement, atoi};
 
 use super::Limits;
 
@@ -11,6 +11,8 @@ use super::Limits;
 /// due. The backend's pid comes back in the same call, for the leader lock's pooler
 /// guard (`db/leader.rs`), at no extra round trip.
 pub const TICK_ALL: &str = "select pgq.ticker(), pg_backend_pid()";
+/// [`TICK_ALL`], encoded once.
+static TICK_ALL_STATEMENT: LazyLock<Statement> = LazyLock::new(|| Statement::new(TICK_ALL));
 /// The queues `pgq.ticker()` would tick, in its order.
 const ELIGIBLE_QUEUES: &str = "select queue_name from pgq.queue where not queue_external_ticker and not queue_ticker_paused order by queue_name";
 /// The per-queue ticker; it applies the same "is a tick due" rules as the all-queue call.
@@ -37,19 +39,22 @@ pub enum TickOutcome {
 /// error; a failing queue is not, whatever its error: a queue whose tick or event
 /// sequence was dropped makes `pgq.ticker()` raise 42P01 like a missing pgq would,
 /// so a missing object counts as pgq's only when `pgq.ticker()` is really gone.
-pub async fn tick(session: &Session, limits: &Limits<'_>) -> Result<TickOutcome, PgError> {
+pub async fn tick(session: &mut Session, limits: &Limits<'_>) -> Result<TickOutcome, PgError> {
     // The simple protocol, as pgqd's PQexec: one message each way and fewer replies to
-    // decode than the extended protocol's parse, bind, describe and execute.
-    let cause = match session
-        .execute_simple(TICK_ALL, limits.timeout, limits.shutdown)
+    // decode than the extended protocol's parse, bind, describe and execute; on the
+    // session's lane, read in this task.
+    let reply = session
+        .first_row(&TICK_ALL_STATEMENT, limits.timeout, limits.shutdown)
         .await
-    {
-        Ok(messages) => {
-            return Ok(TickOutcome::All {
-                queues: simple_first_int(&messages),
-                backend: second_column_int(&messages),
-            });
-        }
+        .map(|row| {
+            let column = |i: usize| row.as_ref()?.get(i);
+            TickOutcome::All {
+                queues: column(0).map_or(0, atoi),
+                backend: column(1).and_then(|v| v.parse().ok()),
+            }
+        });
+    let cause = match reply {
+        Ok(outcome) => return Ok(outcome),
         // No permission fails every queue alike: not a queue's failure.
         Err(e) if e.ends_connection() || e.is_timeout() || e.is_refusal() => return Err(e),
         Err(e) if e.is_missing_object() && !ticker_exists(session, limits).await? => {
@@ -85,12 +90,4 @@ async fn ticker_exists(session: &Session, limits: &Limits<'_>) -> Result<bool, P
         .query(TICKER_EXISTS, &[], limits.timeout, limits.shutdown)
         .await?;
     Ok(!rows.is_empty())
-}
-
-/// The second column of the first row as an integer (the backend pid of [`TICK_ALL`]).
-fn second_column_int(messages: &[SimpleQueryMessage]) -> Option<i32> {
-    messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(1).and_then(|v| v.parse().ok()),
-        _ => None,
-    })
 }

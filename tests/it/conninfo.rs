@@ -1,12 +1,14 @@
 //! Connections like libpq, against real clusters: passwords from `.pgpass`,
 //! `PGPASSWORD` and service files; no password in any output; where to connect
-//! (in `conninfo/hosts.rs`); TLS (in `conninfo/tls.rs`).
+//! (in `conninfo/hosts.rs`); TLS (in `conninfo/tls.rs`); the connection's lane (in
+//! `conninfo/lane.rs`).
 //!
 //! The `resolve`/`connect` API is driven directly, with the environment injected
 //! (`resolve_with`) and HOME pointing at a temp dir, so no test touches the process
 //! environment or the real `~/.pgpass`.
 
 mod hosts;
+mod lane;
 mod tls;
 
 use std::collections::HashMap;

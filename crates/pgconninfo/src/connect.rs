@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage, Socket};
+use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::dial::{Socket, dial, host_name};
 use crate::failure::{ConnectError, Failure, HostFailures, Reason};
+use crate::lane::{Lane, Shared};
 use crate::target::{Endpoint, Target};
 use crate::tls::SslMode;
 use crate::typed::SessionAttrs;
@@ -24,12 +26,16 @@ const READ_ONLY: &str = "show transaction_read_only";
 /// Whether the server is a hot standby.
 const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 
-/// A live connection: the client and the way to cancel its running query.
+/// A live connection: the client, the way to cancel its running query, and the lane
+/// for a hot statement when the connection is not encrypted.
 pub struct Connected {
     /// The session; its connection's I/O runs on a task of its own until it is dropped.
     pub client: Client,
     /// Cancels the query running on `client`.
     pub canceller: Canceller,
+    /// Direct use of the socket for one statement at a time (see [`Lane`]); `None`
+    /// when the connection uses TLS.
+    pub lane: Option<Lane>,
 }
 
 /// Cancels the query running on one connection, server-side, over the same kind of
@@ -37,6 +43,8 @@ pub struct Connected {
 #[derive(Clone)]
 pub struct Canceller {
     token: CancelToken,
+    /// The host's settings, to open the cancel request's own connection.
+    config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
 }
 
@@ -44,11 +52,20 @@ impl Canceller {
     /// Asks the server to cancel the running query (a new connection to the same host
     /// for the cancel request, as libpq's `PQcancel`); that query then fails with
     /// SQLSTATE 57014.
-    pub async fn cancel(&self) -> Result<(), tokio_postgres::Error> {
-        match &self.tls {
-            Some(tls) => self.token.cancel_query(tls.clone()).await,
-            None => self.token.cancel_query(NoTls).await,
-        }
+    pub async fn cancel(&self) -> std::io::Result<()> {
+        let socket = dial(&self.config).await?;
+        let sent = match &self.tls {
+            Some(tls) => {
+                let connect = MakeTlsConnect::<Socket>::make_tls_connect(
+                    &mut tls.clone(),
+                    host_name(&self.config).unwrap_or(""),
+                )
+                .map_err(std::io::Error::other)?;
+                self.token.cancel_query_raw(socket, connect).await
+            }
+            None => self.token.cancel_query_raw(socket, NoTls).await,
+        };
+        sent.map_err(std::io::Error::other)
     }
 }
 
@@ -137,18 +154,21 @@ impl Target {
         config.ssl_mode(mode);
         let tls = self.tls.clone().filter(|_| mode != PgSslMode::Disable);
         let work = async {
+            let socket = dial(&config).await.map_err(Reason::Dial)?;
+            let (shared, lane) = Shared::new(socket);
             let client = match &tls {
                 Some(tls) => {
-                    open(
-                        &config,
-                        Tracked {
-                            inner: tls.clone(),
-                            used: used_tls.clone(),
-                        },
-                    )
-                    .await
+                    let connect = TrackedConnect {
+                        inner: MakeTlsConnect::<Shared>::make_tls_connect(
+                            &mut tls.clone(),
+                            host_name(&config).unwrap_or(""),
+                        )
+                        .map_err(|e| Reason::Dial(std::io::Error::other(e)))?,
+                        used: used_tls.clone(),
+                    };
+                    open(&config, shared, connect).await
                 }
-                None => open(&config, NoTls).await,
+                None => open(&config, shared, NoTls).await,
             }
             .map_err(Reason::Postgres)?;
             if let Some(complaint) = session_mismatch(&client, want)
@@ -157,11 +177,18 @@ impl Target {
             {
                 return Err(Reason::Session(complaint));
             }
+            // A connection that started TLS speaks it: no clear-text lane beside it.
+            let lane = (tls.is_none() || !used_tls.load(Ordering::Relaxed)).then_some(lane);
             let canceller = Canceller {
                 token: client.cancel_token(),
+                config: config.clone(),
                 tls,
             };
-            Ok(Connected { client, canceller })
+            Ok(Connected {
+                client,
+                canceller,
+                lane,
+            })
         };
         match self.timeout {
             Some(limit) => tokio::time::timeout(limit, work)
@@ -172,13 +199,17 @@ impl Target {
     }
 }
 
-/// Connects and hands the connection's I/O to a task of its own.
-async fn open<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+/// Logs in over `socket` and hands the connection's I/O to a task of its own.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    socket: Shared,
+    tls: T,
+) -> Result<Client, tokio_postgres::Error>
 where
-    T: MakeTlsConnect<Socket>,
+    T: TlsConnect<Shared>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await?;
+    let (client, connection) = config.connect_raw(socket, tls).await?;
     tokio::spawn(async move {
         // The error, if any, reaches the client's next query as is_closed().
         let _ = connection.await;
@@ -220,41 +251,22 @@ fn shuffle(items: &mut [usize]) {
     }
 }
 
-/// The rustls connector, noting whether a TLS handshake was started (the server
-/// accepted the SSL request), which decides `prefer`'s retry without TLS.
-#[derive(Clone)]
-struct Tracked {
-    inner: MakeRustlsConnect,
-    used: Arc<AtomicBool>,
-}
-
-type Inner = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
-
-impl MakeTlsConnect<Socket> for Tracked {
-    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
-    type TlsConnect = TrackedConnect;
-    type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
-
-    fn make_tls_connect(&mut self, domain: &str) -> Result<TrackedConnect, Self::Error> {
-        let inner = MakeTlsConnect::<Socket>::make_tls_connect(&mut self.inner, domain)?;
-        Ok(TrackedConnect {
-            inner,
-            used: self.used.clone(),
-        })
-    }
-}
-
+/// The rustls connector for one host, noting whether a TLS handshake was started (the
+/// server accepted the SSL request), which decides `prefer`'s retry without TLS and
+/// whether the connection has a lane.
 struct TrackedConnect {
     inner: Inner,
     used: Arc<AtomicBool>,
 }
 
-impl TlsConnect<Socket> for TrackedConnect {
-    type Stream = <Inner as TlsConnect<Socket>>::Stream;
-    type Error = <Inner as TlsConnect<Socket>>::Error;
-    type Future = <Inner as TlsConnect<Socket>>::Future;
+type Inner = <MakeRustlsConnect as MakeTlsConnect<Shared>>::TlsConnect;
 
-    fn connect(self, stream: Socket) -> Self::Future {
+impl TlsConnect<Shared> for TrackedConnect {
+    type Stream = <Inner as TlsConnect<Shared>>::Stream;
+    type Error = <Inner as TlsConnect<Shared>>::Error;
+    type Future = <Inner as TlsConnect<Shared>>::Future;
+
+    fn connect(self, stream: Shared) -> Self::Future {
         self.used.store(true, Ordering::Relaxed);
         self.inner.connect(stream)
     }

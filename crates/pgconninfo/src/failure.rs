@@ -84,6 +84,9 @@ impl std::fmt::Display for Failure {
 pub(crate) enum Reason {
     #[error("{}", describe(.0))]
     Postgres(tokio_postgres::Error),
+    /// The socket could not be opened (tokio-postgres' words for it).
+    #[error("error connecting to server: {0}")]
+    Dial(std::io::Error),
     #[error("timeout expired after {0:?}")]
     Timeout(Duration),
     #[error("{0}")]

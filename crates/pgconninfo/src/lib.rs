@@ -75,10 +75,12 @@
 
 mod connect;
 mod connstr;
+mod dial;
 mod env;
 mod error;
 mod failure;
 mod keys;
+mod lane;
 mod parse;
 mod passfile;
 mod read;
@@ -104,6 +106,7 @@ pub use connstr::{ConnStr, exposed_password};
 pub use env::Env;
 pub use error::{ConnInfoError, Origin};
 pub use failure::{ConnectError, HostFailures, describe_pg_error};
+pub use lane::{Lane, LaneError, Row, ServerError, SimpleQuery};
 pub use setting::Defaults;
 pub use target::Target;
 

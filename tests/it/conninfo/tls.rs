@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pgconninfo::Connected;
+
 use super::{PASSWORD, connect, give_to_postgres, password_cluster, server_dir, value, write};
 use crate::harness::Cluster;
 
@@ -172,6 +174,18 @@ fn tls_cluster(pki: &Pki) -> (Cluster, tempfile::TempDir) {
 
 const IN_TLS: &str = "select ssl::text from pg_stat_ssl where pid = pg_backend_pid()";
 
+/// Whether the connection uses TLS (`"true"` or `"false"`), checking that it has a
+/// clear-text lane exactly when it does not.
+fn lane_unless_tls(connected: &Connected) -> String {
+    let used = value(connected, IN_TLS);
+    assert_eq!(
+        connected.lane.is_some(),
+        used == "false",
+        "a lane exactly when not over TLS (TLS used: {used})"
+    );
+    used
+}
+
 /// `require` without a root certificate connects over TLS without verifying (and
 /// `prefer` uses TLS too, `disable` does not); `verify-ca` and `verify-full` with the
 /// test CA connect; `require` with a root certificate in `~/.postgresql/root.crt`
@@ -191,10 +205,8 @@ fn tls_modes() {
         )
     };
     let tls_used = |base: String| {
-        value(
-            &connect(home.path(), &base, "postgres", &vars).unwrap(),
-            IN_TLS,
-        )
+        let connected = connect(home.path(), &base, "postgres", &vars).unwrap();
+        lane_unless_tls(&connected)
     };
     let bare = format!("host=127.0.0.1 port={} user=app", cluster.port);
     assert_eq!(tls_used(format!("{bare} sslmode=require")), "true");
@@ -320,7 +332,7 @@ fn tls_allow_and_prefer_fall_back() {
     };
     let tls_used = |user: &str, mode: &str| {
         let connected = connect(home.path(), &base(user, mode), "postgres", &[]);
-        value(&connected.unwrap(), IN_TLS)
+        lane_unless_tls(&connected.unwrap())
     };
     assert_eq!(tls_used("plainonly", "prefer"), "false");
     assert_eq!(tls_used("tlsonly", "allow"), "true");
