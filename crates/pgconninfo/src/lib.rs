@@ -67,7 +67,9 @@
 //! - `typed`: the settings typed into tokio-postgres' `Config` plus the libpq-only ones.
 //! - `target`: one config per host, with its password file look-up (`passfile`) and the
 //!   TLS connector (`tls`, `verify`: how the server certificate is checked).
-//! - `connect`: connecting, host by host; `failure`: why it failed, in libpq's words.
+//! - `connect`: connecting, host by host, over a socket `dial` opens; `failure`: why it
+//!   failed, in libpq's words; `lane`: the connection's socket shared with a direct lane
+//!   for one hot statement.
 //! - `connstr`: the string as the caller holds it; `redact`: masking its secrets.
 //! - `error`: why a connection string cannot be used, and where a setting came from.
 
