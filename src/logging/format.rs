@@ -187,7 +187,7 @@ impl Timestamp {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let millis = now.subsec_millis();
-        let secs = now.as_secs() as libc::time_t;
+        let secs = now.as_secs();
         let date = strftime(secs, c"%Y-%m-%d");
         let time = strftime(secs, c"%H:%M:%S");
         let zone = strftime(secs, c"%Z");
@@ -205,7 +205,10 @@ impl Timestamp {
 }
 
 /// C's localtime_r + strftime, which honour TZ exactly as pgqd's own log lines do.
-fn strftime(secs: libc::time_t, format: &std::ffi::CStr) -> String {
+fn strftime(secs: u64, format: &std::ffi::CStr) -> String {
+    // C's time_t, inferred from localtime_r's signature: the libc crate deprecates
+    // naming it on musl, where its width is to change (64 bits on x86_64 and aarch64).
+    let secs = secs as _;
     let mut buf = [0u8; 64];
     // SAFETY: `tm` is fully written by localtime_r before use; strftime writes at most
     // `buf.len()` bytes including the terminating NUL and returns the length written.
