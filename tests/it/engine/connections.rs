@@ -82,7 +82,7 @@ fn steady_state_opens_a_session_per_maintenance_round_only() {
     };
     let mut tickers_before = Vec::new();
     wait_for(&daemon, "both ticker backends", || {
-        tickers_before = ticker_backends(&mut observer);
+        tickers_before = ticker_backends(&mut observer, &dbs);
         tickers_before.len() == 2
     });
     let (sessions_before, _) = sessions(&mut observer);
@@ -107,17 +107,23 @@ fn steady_state_opens_a_session_per_maintenance_round_only() {
     );
     // Polled: at a given moment a kept backend may show another statement.
     wait_for(&daemon, "the same ticker backends all along", || {
-        ticker_backends(&mut observer) == tickers_before
+        ticker_backends(&mut observer, &dbs) == tickers_before
     });
 }
 
-/// The pids and start times of the backends whose last statement is the ticker call.
-fn ticker_backends(observer: &mut postgres::Client) -> Vec<(i32, std::time::SystemTime)> {
+/// The pids and start times of the backends in `dbs` whose last statement is the ticker
+/// call (in `dbs` only: other tests' daemons tick their own databases on the shared
+/// cluster).
+fn ticker_backends(
+    observer: &mut postgres::Client,
+    dbs: &[String],
+) -> Vec<(i32, std::time::SystemTime)> {
     observer
         .query(
             "select pid, backend_start from pg_stat_activity
-              where application_name = 'pgqd' and query like 'select pgq.ticker()%' order by pid",
-            &[],
+              where application_name = 'pgqd' and query like 'select pgq.ticker()%'
+                and datname = any($1) order by pid",
+            &[&dbs],
         )
         .unwrap()
         .iter()
@@ -149,7 +155,7 @@ fn one_kept_connection_per_database() {
     let mut client = cluster.connect(&db);
     let mut ticker = Vec::new();
     wait_for(&daemon, "pgqd ticking", || {
-        ticker = ticker_backends(&mut observer);
+        ticker = ticker_backends(&mut observer, std::slice::from_ref(&db));
         ticker.len() == 1
     });
     // Not settled: the rounds go on. Backends report their sessions lazily (about once
@@ -177,7 +183,7 @@ fn one_kept_connection_per_database() {
     );
     // Polled: at a given moment the kept backend may show another statement.
     wait_for(&daemon, "the same ticker backend all along", || {
-        ticker_backends(&mut observer) == ticker
+        ticker_backends(&mut observer, std::slice::from_ref(&db)) == ticker
     });
 }
 
