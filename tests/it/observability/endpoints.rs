@@ -133,7 +133,11 @@ fn metrics_parse_and_escape_odd_names() {
             "pgqd_ticker_calls_total",
             &[("datname", db), ("result", "ok")],
         );
-        assert!(ok.is_some_and(|n| n >= 1.0), "{db:?}: {ok:?}");
+        assert!(
+            ok.is_some_and(|n| n >= 1.0),
+            "{db:?}: {ok:?}; pgqd output:\n{}",
+            daemon.output()
+        );
     }
     let idle = page.value(
         "pgq_queue_ticker_idle_period_seconds",
