@@ -17,8 +17,10 @@ bench/run.sh (see --help). What it does:
    docs/benchmarks.md.
 
 With --soak MINUTES it runs the soak instead (pgqdbench/soak.py); with --latency, the
-delivery latency from commit to consumer (pgqdbench/latency.py, docs/benchmarks-latency.md). Every cluster and
-daemon started here is stopped on exit, also on Ctrl-C.
+delivery latency from commit to consumer (pgqdbench/latency.py, docs/benchmarks-latency.md);
+with --reading-cost, no daemon but the server CPU of one reading of the queue figures,
+measured per call (pgqdbench/reading_cost.py). Every cluster and daemon started here is
+stopped on exit, also on Ctrl-C.
 """
 
 import sys

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of Debian's pgqd 3.5 and this pgqd on one throwaway cluster.
 # Usage: bench/run.sh [--quick] [--scenarios 100x1,1000x1] [--rounds 3] [--latency] ...
+#        bench/run.sh --reading-cost [--reading-dbs 100] [--reading-period 60] [--out FILE]
 # (bench/run.sh --help lists every option; docs/benchmarks.md has the method and results.)
 set -euo pipefail
 cd "$(dirname "$0")/.."

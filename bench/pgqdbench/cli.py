@@ -24,6 +24,7 @@ from .scenarios import (DEFAULT_SCENARIOS, Bench, Scenario, ini_settings, per_db
 from .churn import Churn
 from . import latency_report
 from .latency import Latency
+from .reading_cost import ReadingCost
 from .soak import Soak
 
 
@@ -68,8 +69,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "comma-separated) as a third daemon in every round, e.g. "
                         "leader_lock=0")
     p.add_argument("--out", help="markdown report to write (default docs/benchmarks.md; "
-                                 "none with --quick); '-' for none")
-    p.add_argument("--json", help="also write every run's raw figures to this file")
+                                 "none with --quick); '-' for none; with --reading-cost, "
+                                 "the section is appended to it (default none)")
+    p.add_argument("--json", help="also write every run's raw figures to this file (with "
+                                  "--reading-cost, every call)")
     p.add_argument("--keep", action="store_true", help="keep the cluster directory")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode: 5 databases, ticker_period 1, 1 round, 4 s window, "
@@ -102,14 +105,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     lat.add_argument("--latency", action="store_true", help="latency instead of benchmark")
     lat.add_argument("--latency-window", type=float, default=30,
                      help="seconds of counted events per measurement (default 30)")
+    rc = p.add_argument_group(
+        "reading cost", "--reading-cost runs no daemon: it measures what one reading of the "
+                        "queue figures (the SQL of src/jobs/queue_stats.rs, read at run time) "
+                        "costs the server in CPU, in place: one session per pgq database, "
+                        "pgq.ticker() every second and a reading every period, each call timed "
+                        "by its backend's /proc/PID/schedstat. Prints a markdown section "
+                        "(--out FILE appends it to FILE). With --quick: 5 databases, period 5.")
+    rc.add_argument("--reading-cost", action="store_true",
+                    help="reading cost instead of benchmark")
+    rc.add_argument("--reading-dbs", type=int, metavar="N",
+                    help="pgq databases and sessions (default 100)")
+    rc.add_argument("--reading-period", type=float, metavar="SECS",
+                    help="seconds between a session's readings, at least 2 (default 60, "
+                         "queue_stats_period's default)")
+    rc.add_argument("--reading-duration", type=float, metavar="SECS",
+                    help="seconds of calls (default 3.2 x period + 10: three readings or "
+                         "more per session)")
+    rc.add_argument("--reading-floor", type=int, default=3, metavar="N",
+                    help="`select 1` calls per session, timed the same way (default 3)")
+    rc.add_argument("--reading-consumers", type=int, default=1, metavar="N",
+                    help="consumers registered on the queue in every database (default 1, "
+                         "so the consumer statement returns a row; 0 for none)")
     a = p.parse_args(argv)
     if a.quick:
         a.scenarios, a.rounds, a.window = [Scenario(5)], 1, {0: 4.0}
         a.warmup, a.restart_timeout, a.start_timeout, a.sample_every = {0: 1.0}, {0: 10.0}, {0: 30.0}, 1
+    if a.reading_cost:
+        reading_cost_defaults(p, a)
     if a.out is None:
         page = "benchmarks-latency.md" if a.latency else "benchmarks.md"
-        a.out = "-" if a.quick else str(REPO / "docs" / page)
+        a.out = "-" if a.quick or a.reading_cost else str(REPO / "docs" / page)
     return a
+
+
+def reading_cost_defaults(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """--reading-cost's defaults (smaller with --quick), and their bounds."""
+    if a.reading_dbs is None:
+        a.reading_dbs = 5 if a.quick else 100
+    if a.reading_period is None:
+        a.reading_period = 5.0 if a.quick else 60.0
+    if a.reading_duration is None:
+        a.reading_duration = 3.2 * a.reading_period + 10
+    if a.reading_dbs < 1:
+        p.error("--reading-dbs: at least 1")
+    if a.reading_period < 2:
+        p.error("--reading-period: at least 2 (a reading goes between two ticker calls)")
+    if a.reading_duration < a.reading_period:
+        p.error("--reading-duration: at least one period")
+    if a.reading_floor < 0 or a.reading_consumers < 0:
+        p.error("--reading-floor and --reading-consumers: 0 or more")
 
 
 def git(*args: str) -> str:
@@ -154,14 +199,18 @@ def build_ours(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    alone = (args.soak or args.churn) and not args.soak_reference
-    if not alone and not os.path.exists(args.reference):
-        raise BenchError(f"reference pgqd not found at {args.reference} (bench/run.sh fetches it)")
-    build_ours(args)
-    args.ours = os.path.abspath(args.ours)
-    args.reference = os.path.abspath(args.reference)
-    job = (Churn(args) if args.churn else Soak(args) if args.soak
-           else Latency(args) if args.latency else Bench(args))
+    if args.reading_cost:
+        job = ReadingCost(args)  # runs no daemon: neither pgqd is needed
+    else:
+        alone = (args.soak or args.churn) and not args.soak_reference
+        if not alone and not os.path.exists(args.reference):
+            raise BenchError(f"reference pgqd not found at {args.reference} "
+                             "(bench/run.sh fetches it)")
+        build_ours(args)
+        args.ours = os.path.abspath(args.ours)
+        args.reference = os.path.abspath(args.reference)
+        job = (Churn(args) if args.churn else Soak(args) if args.soak
+               else Latency(args) if args.latency else Bench(args))
 
     def cleanup() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -175,7 +224,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
 
-    if args.soak or args.churn:
+    if args.soak or args.churn or args.reading_cost:
         return job.run()
     started = datetime.datetime.now(datetime.timezone.utc)
     args.loadavg_start = os.getloadavg()

@@ -44,12 +44,32 @@ def query_message(sql: str) -> bytes:
     return b"Q" + struct.pack("!i", len(body) + 4) + body
 
 
-async def until_ready(reader: asyncio.StreamReader, db: str) -> None:
-    """Reads messages up to ReadyForQuery; an ErrorResponse is an error."""
+def data_row(body: bytes) -> list[str | None]:
+    """The values of a DataRow message's body, as text (None for a null)."""
+    (count,) = struct.unpack("!h", body[:2])
+    values: list[str | None] = []
+    at = 2
+    for _ in range(count):
+        (size,) = struct.unpack("!i", body[at : at + 4])
+        at += 4
+        if size < 0:
+            values.append(None)
+        else:
+            values.append(body[at : at + size].decode(errors="replace"))
+            at += size
+    return values
+
+
+async def until_ready(reader: asyncio.StreamReader, db: str,
+                      rows: list[list[str | None]] | None = None) -> None:
+    """Reads messages up to ReadyForQuery; an ErrorResponse is an error. With `rows`, the
+    values of every DataRow (of every statement, in order) are appended to it."""
     while True:
         kind = await reader.readexactly(1)
         (length,) = struct.unpack("!i", await reader.readexactly(4))
         body = await reader.readexactly(length - 4)
+        if kind == b"D" and rows is not None:
+            rows.append(data_row(body))
         if kind == b"E":
             fields = dict((f[:1], f[1:]) for f in body.split(b"\0") if f)
             raise BenchError(f"{db}: {fields.get(b'M', b'').decode(errors='replace')}")

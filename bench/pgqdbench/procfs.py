@@ -82,3 +82,12 @@ def pss_mb(pids: list[int], field: str = "Pss") -> float:
         if pss == pss:  # not NaN
             total += pss
     return total
+
+
+def on_cpu_ns(pid: int) -> int:
+    """Nanoseconds the process' main thread has run on a CPU (the first field of
+    /proc/PID/schedstat: the scheduler's own count, exact, where utime and stime come in
+    clock ticks). Up to date while the thread sleeps; for a running one, only as of its
+    last scheduler update."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
