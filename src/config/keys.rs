@@ -96,7 +96,7 @@ settings! {
     /// listener (`basic_auth`, `tls_config`, as in a Prometheus scrape config).
     http_healthcheck_config: Option<PathBuf> = File, "";
     /// Seconds between readings of PgQ's queue and consumer figures per database (60:
-    /// Prometheus' default scrape interval; each reading costs its backend about 0.8 ms
+    /// Prometheus' default scrape interval; each reading costs its backend about 0.7 ms
     /// of server CPU, see `jobs/queue_stats.rs`).
     queue_stats_period: Duration = Seconds, "60";
     /// Non-zero: tick a database only while holding its leader lock (one instance of

@@ -15,11 +15,12 @@
 //! statements go in one simple-protocol round trip (about 0.25 ms of server CPU a
 //! reading back to back on a quiet host, against 0.9 ms for the joined statements
 //! before; see the notes of docs/benchmarks-listener.md). In place, where a backend
-//! reads once a period between ticker calls, a reading costs 0.7-0.9 ms: the planner's
-//! and executor's code and data are no longer in the CPU's caches, and any statement
-//! reading a table costs 0.2-0.4 ms there against 0.1 ms for `select 1`. That is why
+//! reads once a period between ticker calls, a reading costs about 0.7 ms (1.8 ms the
+//! first in a session; `bench/run.sh --reading-cost`): the planner's and executor's
+//! code and data are no longer in the CPU's caches, and any statement reading a table
+//! costs 0.2-0.4 ms there against 0.15 ms for `select 1`. That is why
 //! `queue_stats_period` defaults to 60 s (Prometheus' default scrape interval): at 100
-//! databases about 0.08 s of server CPU a minute.
+//! databases 0.07 s of server CPU a minute.
 
 use std::sync::LazyLock;
 
