@@ -35,7 +35,7 @@ from .cluster import CTL_DB, QUEUE, TPL_DB, BenchError, Cluster, log
 from .connect_rate import TERMINATE, allow_sockets, query_message, startup_message, until_ready
 from .latency import percentile
 from .procfs import on_cpu_ns
-from .report import REPO
+from .report import REPO, cpu_model
 
 SOURCE = REPO / "src" / "jobs" / "queue_stats.rs"
 # How the daemon joins the two statements (queue_stats.rs's READING); checked, not parsed.
@@ -335,12 +335,7 @@ def report(calls: list[Call], a: argparse.Namespace, c: Cluster, sql: str, revis
                  f"returns {'a row' if a.reading_consumers == 1 else 'rows'})"
                  if a.reading_consumers else
                  "no consumer registered (the consumer statement returns no row)")
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     out = [
         f"## Server CPU of one queue-stats reading, in place: {n} databases, every "
         f"{period:g} s", "",

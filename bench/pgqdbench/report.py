@@ -98,13 +98,17 @@ def reference_source(path: str) -> str:
     return f"`{shown_path(path)}`"
 
 
-def machine(cluster: Cluster, args: argparse.Namespace) -> list[str]:
-    cpu = "?"
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("?" when it gives none)."""
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def machine(cluster: Cluster, args: argparse.Namespace) -> list[str]:
+    cpu = cpu_model()
     mem = "?"
     with open("/proc/meminfo") as f:
         for line in f:
