@@ -80,7 +80,6 @@ impl Shared {
         let lane = Lane {
             cell: cell.clone(),
             buf: Vec::new(),
-            row: Vec::new(),
         };
         (Shared(cell), lane)
     }
@@ -257,10 +256,8 @@ impl<'a> Row<'a> {
 /// Direct use of a connection's socket for one statement at a time.
 pub struct Lane {
     cell: Cell,
-    /// The reply as read (empty between exchanges).
+    /// The last reply as read; its first row is returned as a slice of it.
     buf: Vec<u8>,
-    /// The first row of the last reply.
-    row: Vec<u8>,
 }
 
 /// The socket held by an exchange; handed back to the connection task when dropped,
@@ -294,14 +291,14 @@ impl Drop for Lease<'_> {
             Holder::Broken
         };
         let mut wake = inner.parked.take();
-        if let Some(reader) = inner.reader.clone().filter(|_| wake.is_none()) {
+        if let Some(reader) = inner.reader.as_ref().filter(|_| wake.is_none()) {
             // The read interest back to the connection task, without polling it: woken
             // only if the socket is readable already (or broken).
             let ready = inner
                 .stream
-                .poll_read_ready(&mut Context::from_waker(&reader));
+                .poll_read_ready(&mut Context::from_waker(reader));
             if ready.is_ready() || !self.finished {
-                wake = Some(reader);
+                wake = Some(reader.clone());
             }
         }
         drop(inner);
@@ -319,7 +316,6 @@ impl Lane {
         let mut lease = Lease::take(&self.cell)?;
         let cell = lease.cell;
         self.buf.clear();
-        self.row.clear();
         let mut written = 0;
         std::future::poll_fn(|cx| {
             let mut inner = lock(cell);
@@ -334,23 +330,23 @@ impl Lane {
             Pin::new(&mut inner.stream).poll_flush(cx)
         })
         .await?;
-        let mut has_row = false;
+        let mut row = None;
         let mut error = None;
         let mut at = 0;
         loop {
             while let Some((tag, body)) = frame(&self.buf[at..])? {
-                at += 5 + body.len();
+                let body = at + 5..at + 5 + body.len();
+                at = body.end;
                 match tag {
-                    b'D' if !has_row && error.is_none() => {
-                        self.row.extend_from_slice(body);
-                        has_row = true;
-                    }
-                    b'E' => error = Some(server_error(body)),
+                    b'D' if row.is_none() && error.is_none() => row = Some(body),
+                    b'E' => error = Some(server_error(&self.buf[body])),
                     b'Z' if at == self.buf.len() => {
                         lease.finished = true;
                         return match error {
                             Some(error) => Err(LaneError::Server(error)),
-                            None => Ok(has_row.then_some(Row { body: &self.row })),
+                            None => Ok(row.map(|body| Row {
+                                body: &self.buf[body],
+                            })),
                         };
                     }
                     b'Z' => return Err(protocol("the server sent more after the reply")),
