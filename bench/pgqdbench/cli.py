@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .cluster import BenchError, log
 from .daemons import Daemon
-from .report import REPO, tables, write_markdown
+from .report import REPO, git, tables, write_markdown, working_tree
 from .scenarios import (DEFAULT_SCENARIOS, Bench, Scenario, ini_settings, per_dbs_list,
                         scenario_list)
 from .churn import Churn
@@ -157,11 +157,6 @@ def reading_cost_defaults(p: argparse.ArgumentParser, a: argparse.Namespace) -> 
         p.error("--reading-floor and --reading-consumers: 0 or more")
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 def build_ours(args: argparse.Namespace) -> None:
     """Sets args.ours (the binary) and args.ours_source (what it was built from)."""
     if args.ours:
@@ -191,9 +186,8 @@ def build_ours(args: argparse.Namespace) -> None:
         subprocess.run(cargo, cwd=REPO, check=True)
         target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
         args.ours = str((REPO / target) / "release" / "pgqd")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "src", "crates",
-                    "Cargo.toml", "Cargo.lock")
-        args.ours_source = (f"built from the working tree at commit {git('rev-parse', '--short', 'HEAD')}"
+        commit, dirty = working_tree("src", "crates", "Cargo.toml", "Cargo.lock")
+        args.ours_source = (f"built from the working tree at commit {commit}"
                             f"{' with local changes' if dirty else ''}")
 
 

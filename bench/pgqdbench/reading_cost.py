@@ -35,7 +35,7 @@ from .cluster import CTL_DB, QUEUE, TPL_DB, BenchError, Cluster, log
 from .connect_rate import TERMINATE, allow_sockets, query_message, startup_message, until_ready
 from .latency import percentile
 from .procfs import on_cpu_ns
-from .report import REPO, cpu_model
+from .report import REPO, cpu_model, working_tree
 
 SOURCE = REPO / "src" / "jobs" / "queue_stats.rs"
 # How the daemon joins the two statements (queue_stats.rs's READING); checked, not parsed.
@@ -95,13 +95,11 @@ def reading_sql(path: Path = SOURCE) -> str:
 
 def source_revision() -> str:
     """The commit the source is at, and whether queue_stats.rs differs from it."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode != 0:
+    try:
+        commit, dirty = working_tree(str(SOURCE.relative_to(REPO)))
+    except (OSError, subprocess.CalledProcessError):
         return "not in a git checkout"
-    changed = git("diff", "--quiet", "HEAD", "--", str(SOURCE.relative_to(REPO))).returncode
-    return f"commit {head.stdout.strip()}" + (", with local changes" if changed else "")
+    return f"commit {commit}" + (", with local changes" if dirty else "")
 
 
 @dataclass

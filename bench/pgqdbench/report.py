@@ -21,6 +21,17 @@ from .scenarios import daemons, per_dbs
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def working_tree(*paths: str) -> tuple[str, bool]:
+    """The checkout's commit (short), and whether `paths` differ from it (tracked files)."""
+    dirty = git("status", "--porcelain", "--untracked-files=no", *paths)
+    return git("rev-parse", "--short", "HEAD"), bool(dirty)
+
+
 def fmt(v: float | None, digits: int, cap: float | None = None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
