@@ -36,7 +36,7 @@ pub fn render(registry: &Registry) -> String {
 #[derive(Debug)]
 struct StatsCollector(Arc<Stats>);
 
-type Dbs = std::collections::BTreeMap<String, DbStatus>;
+type Dbs<'a> = crate::stats::Databases<'a>;
 
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -53,7 +53,7 @@ struct Family {
     name: &'static str,
     help: &'static str,
     kind: MetricType,
-    series: fn(&Dbs) -> Vec<Series<'_>>,
+    series: fn(Dbs<'_>) -> Vec<Series<'_>>,
 }
 
 /// One series of a family: its labels and its value.
@@ -252,7 +252,7 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-fn encode_all(e: &mut DescriptorEncoder, dbs: &Dbs) -> Result<(), std::fmt::Error> {
+fn encode_all(e: &mut DescriptorEncoder, dbs: Dbs<'_>) -> Result<(), std::fmt::Error> {
     for family in FAMILIES {
         let mut m = e.encode_descriptor(family.name, family.help, None, family.kind)?;
         for series in (family.series)(dbs) {
@@ -277,7 +277,7 @@ fn flag(on: bool) -> Value {
 }
 
 /// One series per database with a value.
-fn per_db(dbs: &Dbs, value: impl Fn(&DbStatus) -> Option<Value>) -> Vec<Series<'_>> {
+fn per_db(dbs: Dbs<'_>, value: impl Fn(&DbStatus) -> Option<Value>) -> Vec<Series<'_>> {
     (dbs.iter())
         .filter_map(|(db, s)| {
             Some(Series {
@@ -290,11 +290,11 @@ fn per_db(dbs: &Dbs, value: impl Fn(&DbStatus) -> Option<Value>) -> Vec<Series<'
 
 /// Counters per database and further labels.
 fn per_db_by<'a>(
-    dbs: &'a Dbs,
+    dbs: Dbs<'a>,
     values: impl Fn(&'a DbStatus) -> Vec<(Vec<(&'static str, &'a str)>, u64)>,
 ) -> Vec<Series<'a>> {
     let mut out = Vec::new();
-    for (db, s) in dbs {
+    for (db, s) in dbs.iter() {
         for (labels, n) in values(s) {
             let mut all = vec![("datname", db.as_str())];
             all.extend(labels);
@@ -308,9 +308,9 @@ fn per_db_by<'a>(
 }
 
 /// One series per queue with a value.
-fn per_queue(dbs: &Dbs, value: impl Fn(&QueueStats) -> Option<Value>) -> Vec<Series<'_>> {
+fn per_queue(dbs: Dbs<'_>, value: impl Fn(&QueueStats) -> Option<Value>) -> Vec<Series<'_>> {
     let mut out = Vec::new();
-    for (db, s) in dbs {
+    for (db, s) in dbs.iter() {
         for q in &s.queues {
             if let Some(value) = value(q) {
                 let labels = vec![("datname", db.as_str()), ("queue", q.name.as_str())];
@@ -322,9 +322,9 @@ fn per_queue(dbs: &Dbs, value: impl Fn(&QueueStats) -> Option<Value>) -> Vec<Ser
 }
 
 /// One series per consumer with a value.
-fn per_consumer(dbs: &Dbs, value: impl Fn(&ConsumerStats) -> Option<Value>) -> Vec<Series<'_>> {
+fn per_consumer(dbs: Dbs<'_>, value: impl Fn(&ConsumerStats) -> Option<Value>) -> Vec<Series<'_>> {
     let mut out = Vec::new();
-    for (db, s) in dbs {
+    for (db, s) in dbs.iter() {
         for c in &s.consumers {
             if let Some(value) = value(c) {
                 let labels = vec![

@@ -276,7 +276,7 @@ impl Session {
             .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
             .collect();
         let call = self.client.query_typed(sql, &typed);
-        self.bounded(call, timeout, shutdown).await
+        self.bounded(Box::pin(call), timeout, shutdown).await
     }
 
     /// Runs `sql` with the simple protocol: one round trip, whatever the number of
@@ -290,7 +290,7 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> Result<Vec<SimpleQueryMessage>, PgError> {
         let call = self.client.simple_query(sql);
-        self.bounded(call, timeout, shutdown).await
+        self.bounded(Box::pin(call), timeout, shutdown).await
     }
 
     /// Runs `query` (one statement, simple protocol) and returns its first row as
@@ -310,20 +310,23 @@ impl Session {
             ..
         } = self;
         let Some(lane) = lane else {
-            let messages = bounded(canceller, client.simple_query(query.sql), timeout, shutdown);
+            let call = Box::pin(client.simple_query(query.sql));
+            let messages = bounded(canceller, call, timeout, shutdown);
             return Ok(messages.await?.into_iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(row) => Some(FirstRow::Simple(row)),
                 _ => None,
             }));
         };
-        let row = bounded(canceller, lane.first_row(&query.encoded), timeout, shutdown);
+        // Not boxed: the lane's future is small, and this call runs every tick.
+        let call = std::pin::pin!(lane.first_row(&query.encoded));
+        let row = bounded(canceller, call, timeout, shutdown);
         Ok(row.await?.map(FirstRow::Lane))
     }
 
     /// [`bounded`] with this session's canceller.
     async fn bounded<T>(
         &self,
-        call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Unpin,
         timeout: Duration,
         shutdown: &CancellationToken,
     ) -> Result<T, PgError> {
@@ -334,16 +337,17 @@ impl Session {
 /// Awaits a call; when it overruns `timeout` or shutdown arrives, the query is
 /// cancelled server-side and the call awaited until it returns (briefly), so a query
 /// is never abandoned half-way with the server still running it.
+///
+/// `call` comes pinned: tokio-postgres' query futures are large, and their callers box
+/// them (inline they would be part of every idle task's future; one small allocation
+/// per query is cheaper than kilobytes held per database); the lane's is small and is
+/// pinned in place, without an allocation per tick.
 async fn bounded<T, E: Into<PgError>>(
     canceller: &Canceller,
-    call: impl std::future::Future<Output = Result<T, E>>,
+    mut call: impl std::future::Future<Output = Result<T, E>> + Unpin,
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<T, PgError> {
-    // Boxed: tokio-postgres' query futures are large, and inline they would be part
-    // of every idle task's future; one small allocation per query is cheaper than
-    // kilobytes held per database.
-    let mut call = Box::pin(call);
     // Biased: the call first, and no random number drawn per call.
     let timed_out = tokio::select! {
         biased;

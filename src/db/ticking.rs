@@ -73,15 +73,16 @@ impl<'a> Ticking<'a> {
 
     /// Ticks until the connection is lost, pgq disappears or shutdown.
     pub async fn run(&mut self) -> End {
-        let mut every = self
-            .ctx
-            .clocks
-            .every(ticker_spacing(self.ctx.config().ticker_period));
+        let ctx = self.ctx;
+        let mut every = ctx.clocks.every(ticker_spacing(ctx.config().ticker_period));
+        // One wait for shutdown for the whole phase, not one registered and dropped
+        // every tick.
+        let mut stopped = std::pin::pin!(ctx.shutdown.cancelled());
         loop {
             tokio::select! {
                 biased;
                 _ = every.tick() => {}
-                _ = self.ctx.shutdown.cancelled() => return End::Stopped,
+                _ = &mut stopped => return End::Stopped,
             }
             let config = self.ctx.config();
             every.set_spacing(ticker_spacing(config.ticker_period));

@@ -19,20 +19,23 @@ use crate::jobs::Job;
 pub struct DbStats {
     stats: Arc<Stats>,
     name: String,
+    /// Where the entry is in [`Stats`], and whose it is (see [`Stats::register`]).
+    slot: usize,
     owner: u64,
 }
 
 impl DbStats {
-    pub(super) fn new(stats: Arc<Stats>, name: &str, owner: u64) -> DbStats {
+    pub(super) fn new(stats: Arc<Stats>, name: &str, slot: usize, owner: u64) -> DbStats {
         DbStats {
             stats,
             name: name.to_string(),
+            slot,
             owner,
         }
     }
 
     fn update(&self, change: impl FnOnce(&mut DbStatus)) {
-        self.stats.update_owned(&self.name, self.owner, change);
+        self.stats.update_owned(self.slot, self.owner, change);
     }
 
     /// The shared stats this entry belongs to (the totals of every database).
@@ -175,7 +178,7 @@ impl Drop for DbStats {
     /// The task has ended: its database leaves `/status`, `/metrics` and the health
     /// rules (unless a newer task for the same name owns the entry by now).
     fn drop(&mut self) {
-        self.stats.remove_owned(&self.name, self.owner);
+        self.stats.remove_owned(&self.name, self.slot, self.owner);
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Stats {
     ticks: AtomicU64,
     maint: AtomicU64,
     retry: AtomicU64,
-    databases: Mutex<BTreeMap<String, DbStatus>>,
+    databases: Mutex<Entries>,
     /// How long `pgq.ticker()` calls take, all databases together.
     pub ticker_seconds: Histogram,
     /// The first database listing is done (readiness).
@@ -57,6 +57,42 @@ impl Default for Stats {
             owners: AtomicU64::new(1),
             tasks: AtomicU64::new(0),
         }
+    }
+}
+
+/// The databases' entries: in slots, which a task's handle writes by index (no lookup
+/// by name at every tick), and by name, which readers go through (in name order).
+#[derive(Debug, Default)]
+struct Entries {
+    slots: Vec<Option<DbStatus>>,
+    by_name: BTreeMap<String, usize>,
+    /// Slots left empty by a removed entry, for the next new one.
+    free: Vec<usize>,
+}
+
+/// The databases' entries as readers see them, in name order.
+#[derive(Clone, Copy)]
+pub struct Databases<'a>(&'a Entries);
+
+impl<'a> Databases<'a> {
+    pub fn iter(self) -> impl Iterator<Item = (&'a String, &'a DbStatus)> + 'a {
+        let entries = self.0;
+        entries
+            .by_name
+            .iter()
+            .filter_map(|(name, &slot)| Some((name, entries.slots[slot].as_ref()?)))
+    }
+
+    pub fn values(self) -> impl Iterator<Item = &'a DbStatus> + 'a {
+        self.iter().map(|(_, status)| status)
+    }
+
+    pub fn len(self) -> usize {
+        self.0.by_name.len()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0.by_name.is_empty()
     }
 }
 
@@ -239,24 +275,42 @@ impl Stats {
             maint_operations: MaintResult::ALL.iter().map(|r| (*r, 0)).collect(),
             ..DbStatus::default()
         };
-        self.lock().insert(db.to_string(), status);
-        DbStats::new(self.clone(), db, owner)
+        let mut entries = self.lock();
+        let slot = match entries.by_name.get(db) {
+            // The older task's handle keeps the slot's index but no longer its owner.
+            Some(&slot) => slot,
+            None => {
+                let slot = entries.free.pop().unwrap_or_else(|| {
+                    entries.slots.push(None);
+                    entries.slots.len() - 1
+                });
+                entries.by_name.insert(db.to_string(), slot);
+                slot
+            }
+        };
+        entries.slots[slot] = Some(status);
+        drop(entries);
+        DbStats::new(self.clone(), db, slot, owner)
     }
 
-    /// Writes the entry of `db` if it still belongs to `owner`.
-    fn update_owned(&self, db: &str, owner: u64, change: impl FnOnce(&mut DbStatus)) {
-        if let Some(status) = self.lock().get_mut(db)
+    /// Writes the entry in `slot` if it still belongs to `owner`.
+    fn update_owned(&self, slot: usize, owner: u64, change: impl FnOnce(&mut DbStatus)) {
+        if let Some(Some(status)) = self.lock().slots.get_mut(slot)
             && status.owner == owner
         {
             change(status);
         }
     }
 
-    /// Removes the entry of `db` if it still belongs to `owner`.
-    fn remove_owned(&self, db: &str, owner: u64) {
-        let mut map = self.lock();
-        if map.get(db).is_some_and(|s| s.owner == owner) {
-            map.remove(db);
+    /// Removes the entry of `db` in `slot` if it still belongs to `owner`.
+    fn remove_owned(&self, db: &str, slot: usize, owner: u64) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.slots.get_mut(slot)
+            && entry.as_ref().is_some_and(|s| s.owner == owner)
+        {
+            *entry = None;
+            entries.by_name.remove(db);
+            entries.free.push(slot);
         }
     }
 
@@ -279,26 +333,28 @@ impl Stats {
         }
     }
 
+    /// A copy of every database's status, by name.
     pub fn databases(&self) -> BTreeMap<String, DbStatus> {
-        self.lock().clone()
+        self.with_databases(|dbs| {
+            dbs.iter()
+                .map(|(name, status)| (name.clone(), status.clone()))
+                .collect()
+        })
     }
 
     /// This pgqd's ticker backends, for telling other tickers from its own.
     pub fn ticker_backends(&self) -> Vec<i32> {
-        self.lock()
-            .values()
-            .filter_map(|s| s.ticker_backend)
-            .collect()
+        self.with_databases(|dbs| dbs.values().filter_map(|s| s.ticker_backend).collect())
     }
 
     /// Whether some database is left to another ticker now.
     pub fn any_yielding(&self) -> bool {
-        self.lock().values().any(|s| s.state == DbState::Yielding)
+        self.with_databases(|dbs| dbs.values().any(|s| s.state == DbState::Yielding))
     }
 
     /// Reads the databases' status without copying it.
-    pub fn with_databases<T>(&self, read: impl FnOnce(&BTreeMap<String, DbStatus>) -> T) -> T {
-        read(&self.lock())
+    pub fn with_databases<T>(&self, read: impl FnOnce(Databases<'_>) -> T) -> T {
+        read(Databases(&self.lock()))
     }
 
     /// The first database listing is done.
@@ -319,7 +375,7 @@ impl Stats {
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, DbStatus>> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         self.databases.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
