@@ -95,6 +95,30 @@ fn a_newer_owner_replaces_the_entry() {
     assert!(stats.databases().is_empty());
 }
 
+/// A handle whose slot has gone to another database (its newer owner ended, then a
+/// new database took the slot) neither writes nor removes that database's entry.
+#[test]
+fn a_reused_slot_belongs_to_its_new_database() {
+    let stats = Arc::new(Stats::default());
+    let old = stats.register("a");
+    let newer = stats.register("a");
+    drop(newer);
+    let b = stats.register("b");
+    old.connections(5);
+    old.ticked(false);
+    drop(old);
+    let dbs = stats.databases();
+    assert_eq!(dbs.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(dbs["b"].connections, 0);
+    assert_eq!(dbs["b"].ticker_calls[&TickerResult::Ok], 0);
+    b.connections(1);
+    let c = stats.register("c");
+    c.connections(2);
+    let dbs = stats.databases();
+    assert_eq!(dbs.keys().collect::<Vec<_>>(), ["b", "c"]);
+    assert_eq!((dbs["b"].connections, dbs["c"].connections), (1, 2));
+}
+
 /// Every counter of a database exists at 0 from its task's start.
 #[test]
 fn counters_exist_from_the_start() {
