@@ -84,7 +84,7 @@ impl<'a> Ticking<'a> {
                 _ = every.tick() => {}
                 _ = &mut stopped => return End::Stopped,
             }
-            let config = self.ctx.config();
+            let config = ctx.config();
             every.set_spacing(ticker_spacing(config.ticker_period));
             if let Err(end) = self.turn(&config).await {
                 return end;

@@ -64,10 +64,9 @@ impl Default for Stats {
 /// by name at every tick), and by name, which readers go through (in name order).
 #[derive(Debug, Default)]
 struct Entries {
+    /// An empty slot (its entry removed) is taken by the next new database.
     slots: Vec<Option<DbStatus>>,
     by_name: BTreeMap<String, usize>,
-    /// Slots left empty by a removed entry, for the next new one.
-    free: Vec<usize>,
 }
 
 /// The databases' entries as readers see them, in name order.
@@ -280,7 +279,8 @@ impl Stats {
             // The older task's handle keeps the slot's index but no longer its owner.
             Some(&slot) => slot,
             None => {
-                let slot = entries.free.pop().unwrap_or_else(|| {
+                let slot = entries.slots.iter().position(Option::is_none);
+                let slot = slot.unwrap_or_else(|| {
                     entries.slots.push(None);
                     entries.slots.len() - 1
                 });
@@ -310,7 +310,6 @@ impl Stats {
         {
             *entry = None;
             entries.by_name.remove(db);
-            entries.free.push(slot);
         }
     }
 
