@@ -106,6 +106,13 @@ impl Ticks {
         }
     }
 
+    /// Marks the latest tick seen: its turn was taken another way (the ticker engine
+    /// made the call, or gave the lane back at this tick for the task to turn now).
+    pub fn mark_seen(&mut self) {
+        self.immediate = false;
+        self.ticks.mark_unchanged();
+    }
+
     /// Moves to the clock of a new spacing (after a reload); its next tick is the
     /// first on the new grid.
     pub fn set_spacing(&mut self, spacing: Duration) {

@@ -323,6 +323,38 @@ impl Session {
         Ok(row.await?.map(FirstRow::Lane))
     }
 
+    /// The lane, lent out (to the ticker engine, `db/engine.rs`) until
+    /// [`Session::put_lane`] or [`Session::finish_lent`] brings it back; `None` over TLS.
+    pub fn take_lane(&mut self) -> Option<Lane> {
+        self.lane.take()
+    }
+
+    pub fn put_lane(&mut self, lane: Lane) {
+        self.lane = Some(lane);
+    }
+
+    /// Finishes a call started elsewhere on this session's lane (the ticker engine's,
+    /// still running at the next tick) as [`Session::first_row`] would: cancelled
+    /// server-side at `started + timeout` or at shutdown. The lane comes back with the
+    /// call's end, unless the call had to be abandoned.
+    pub async fn finish_lent<T>(
+        &mut self,
+        call: LentCall<T>,
+        started: Instant,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<T, PgError> {
+        let Session {
+            canceller, lane, ..
+        } = self;
+        let call = std::pin::pin!(async {
+            let (back, result) = call.await;
+            *lane = Some(back);
+            result
+        });
+        bounded_until(canceller, call, started + timeout, timeout, shutdown).await
+    }
+
     /// [`bounded`] with this session's canceller.
     async fn bounded<T>(
         &self,
@@ -344,7 +376,19 @@ impl Session {
 /// pinned in place, without an allocation per tick.
 async fn bounded<T, E: Into<PgError>>(
     canceller: &Canceller,
+    call: impl std::future::Future<Output = Result<T, E>> + Unpin,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<T, PgError> {
+    bounded_until(canceller, call, Instant::now() + timeout, timeout, shutdown).await
+}
+
+/// [`bounded`] for a call that started earlier: it overruns at `deadline`, and its
+/// error says `timeout`.
+async fn bounded_until<T, E: Into<PgError>>(
+    canceller: &Canceller,
     mut call: impl std::future::Future<Output = Result<T, E>> + Unpin,
+    deadline: Instant,
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<T, PgError> {
@@ -352,7 +396,7 @@ async fn bounded<T, E: Into<PgError>>(
     let timed_out = tokio::select! {
         biased;
         result = &mut call => return result.map_err(Into::into),
-        _ = tokio::time::sleep(timeout) => true,
+        _ = tokio::time::sleep_until(deadline) => true,
         _ = shutdown.cancelled() => false,
     };
     // Boxed: a cancel request is a connection of its own (TLS included), rare, and
@@ -387,6 +431,10 @@ impl FirstRow<'_> {
     }
 }
 
+/// A call started on a session's lane, which owns the lane until it ends.
+pub type LentCall<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Lane, Result<T, LaneError>)> + Send>>;
+
 /// A statement for [`Session::first_row`], encoded once for the lane.
 pub struct Statement {
     sql: &'static str,
@@ -398,6 +446,11 @@ impl Statement {
     pub fn new(sql: &'static str) -> Statement {
         let encoded = SimpleQuery::new(sql).expect("SQL constants hold no NUL byte");
         Statement { sql, encoded }
+    }
+
+    /// The statement as the lane sends it.
+    pub fn encoded(&self) -> &SimpleQuery {
+        &self.encoded
     }
 }
 

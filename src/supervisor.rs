@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::clock::Clocks;
 use crate::config::Config;
+use crate::db::engine::Engines;
 use crate::db::{DbContext, DbTask, Outage};
 use crate::jobs::Job;
 use crate::jobs::watch::{LOOK_PERIOD, Look, YIELD_LOOK_PERIOD};
@@ -69,6 +70,7 @@ pub struct Supervisor {
     next_look: tokio::time::Instant,
     connect_slots: Arc<Semaphore>,
     clocks: Clocks,
+    engines: Engines,
     discovery_outage: Outage,
     /// While listing the databases fails, it is tried again after this backoff
     /// rather than after a whole check_period.
@@ -95,6 +97,7 @@ impl Supervisor {
     ) -> Self {
         let config = Arc::new(config);
         let relisting = Backoff::between(FIRST_RELISTING, config.check_period);
+        let clocks = Clocks::new();
         Supervisor {
             settings: watch::Sender::new(config.clone()),
             config,
@@ -108,7 +111,8 @@ impl Supervisor {
             looks: watch::Sender::new(Arc::new(Look::default())),
             next_look: tokio::time::Instant::now(),
             connect_slots: Arc::new(Semaphore::new(PARALLEL_CONNECTS)),
-            clocks: Clocks::new(),
+            clocks: clocks.clone(),
+            engines: Engines::new(clocks),
             discovery_outage: Outage::default(),
             discovery_backoff: Backoff::new(),
             relisting,
@@ -299,6 +303,7 @@ impl Supervisor {
             settings: self.settings.subscribe(),
             connect_slots: self.connect_slots.clone(),
             clocks: self.clocks.clone(),
+            engines: self.engines.clone(),
             shutdown: stop.clone(),
         };
         let span = info_span!("db", db = label);

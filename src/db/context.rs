@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use super::engine::Engines;
 use crate::clock::Clocks;
 use crate::config::Config;
 use crate::jobs::Job;
@@ -63,6 +64,8 @@ pub struct DbContext {
     pub connect_slots: Arc<Semaphore>,
     /// The ticker clock the databases' ticks share.
     pub clocks: Clocks,
+    /// The ticker engines quiet stretches are lent to (`db/engine.rs`).
+    pub engines: Engines,
     pub shutdown: CancellationToken,
 }
 

@@ -247,6 +247,24 @@ impl Housekeeping {
         self.watch.saw(ctx, seen);
     }
 
+    /// Until when nothing of housekeeping is due (the next retry check, maintenance
+    /// round or queue reading); `None` while a retry or second-connection work runs.
+    pub fn quiet_until(&self, config: &Config) -> Option<Instant> {
+        if self.retrying || self.slow.is_some() {
+            return None;
+        }
+        let mut until = self.next_retry.min(self.next_maint);
+        if !config.http_listen.is_empty() {
+            until = until.min(self.next_queue_stats);
+        }
+        Some(until)
+    }
+
+    /// Whether the latest look for other tickers has been taken.
+    pub fn saw_latest_look(&self, ctx: &DbContext) -> bool {
+        ctx.looks.borrow().number == self.look
+    }
+
     fn retry_done(&mut self, next: Duration) {
         self.retrying = false;
         self.next_retry = Instant::now() + next;

@@ -8,11 +8,13 @@
 //! - `probe`: connect, check pgq, primary or standby; the wait for promotion.
 //! - `leader`: the leader lock per database; the follower's quiet wait to take over.
 //! - `ticking`: `pgq.ticker()` at a fixed rate, housekeeping after each call.
+//! - `engine`: the ticker calls of quiet stretches, for all databases in one task.
 //! - `housekeeping`: retry and maintenance, inline and bounded, slow work moved aside.
 //! - `round`: a maintenance round in progress, its calls made the same way in both lanes.
 //! - `slow_lane`: slow work on a short-lived second connection.
 
 mod context;
+pub mod engine;
 mod foreign;
 mod housekeeping;
 mod leader;

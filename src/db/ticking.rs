@@ -4,11 +4,15 @@
 //! `connection_lifetime`, and failing queues logged once each rather than every period.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::{debug, error, info, trace, warn};
 
 use super::context::{DbContext, End, Outage};
+use super::engine::{Back, Loan};
 use super::housekeeping::Housekeeping;
 use super::leader::Leadership;
 use crate::config::Config;
@@ -16,6 +20,18 @@ use crate::jobs::{Job, Limits, ticker};
 use crate::pg::{PgError, Session};
 use crate::schedule::{spread_share, ticker_spacing};
 use crate::stats::DbState;
+
+/// How a turn's lane came back from the ticker engine.
+enum Lent {
+    /// Not lent: something is due, or the session has no lane (TLS).
+    No,
+    /// At a tick, with no call made.
+    Due,
+    /// After the engine's call at this tick, read here.
+    Called,
+    /// After a call that ran past the next tick, finished here.
+    Late,
+}
 
 /// The ticking phase of one database.
 pub struct Ticking<'a> {
@@ -84,12 +100,119 @@ impl<'a> Ticking<'a> {
                 _ = every.tick() => {}
                 _ = &mut stopped => return End::Stopped,
             }
-            let config = ctx.config();
-            every.set_spacing(ticker_spacing(config.ticker_period));
-            if let Err(end) = self.turn(&config).await {
-                return end;
+            loop {
+                let config = ctx.config();
+                every.set_spacing(ticker_spacing(config.ticker_period));
+                if let Err(end) = self.turn(&config).await {
+                    return end;
+                }
+                match self.lend(&config, stopped.as_mut()).await {
+                    Ok(Lent::No) => break,
+                    // Given back at a tick with no call made: this tick's turn, now.
+                    Ok(Lent::Due) => every.mark_seen(),
+                    // The engine made this tick's call.
+                    Ok(Lent::Called) => {
+                        every.mark_seen();
+                        break;
+                    }
+                    // A call that ran past a tick: that tick's turn comes at once.
+                    Ok(Lent::Late) => break,
+                    Err(end) => return end,
+                }
             }
         }
+    }
+
+    /// After a turn: lends the session's lane to the ticker engine (`db/engine.rs`)
+    /// while nothing but the ticker call is due, and takes in how it came back.
+    async fn lend(
+        &mut self,
+        config: &Config,
+        stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Result<Lent, End> {
+        let ctx = self.ctx;
+        let Some((until, backend)) = self.quiet_until(config) else {
+            return Ok(Lent::No);
+        };
+        let Some(lane) = self.session.take_lane() else {
+            return Ok(Lent::No);
+        };
+        let (back, returned) = oneshot::channel();
+        let mut settings = ctx.settings.clone();
+        settings.mark_unchanged();
+        let mut looks = ctx.looks.clone();
+        looks.mark_unchanged();
+        let loan = Loan {
+            lane,
+            until,
+            backend,
+            stats: ctx.stats.clone(),
+            settings,
+            looks,
+            back,
+        };
+        ctx.engines.lend(ticker_spacing(config.ticker_period), loan);
+        let returned = tokio::select! {
+            biased;
+            returned = returned => returned,
+            _ = stopped => return Err(End::Stopped),
+        };
+        let limits = Limits {
+            timeout: config.ticker_timeout,
+            shutdown: &ctx.shutdown,
+        };
+        let (started, reply, lent) = match returned {
+            Ok(Back::Due(lane)) => {
+                self.session.put_lane(lane);
+                return Ok(Lent::Due);
+            }
+            Ok(Back::Done {
+                lane,
+                started,
+                reply,
+            }) => {
+                self.session.put_lane(lane);
+                (started, reply.map_err(PgError::from), Lent::Called)
+            }
+            Ok(Back::Busy { call, started }) => {
+                let reply = self
+                    .session
+                    .finish_lent(call, started, limits.timeout, limits.shutdown)
+                    .await;
+                (started, reply, Lent::Late)
+            }
+            // The engine ended without giving the lane back: only when the runtime
+            // shuts down.
+            Err(_) => return Err(End::Stopped),
+        };
+        let result = ticker::settle(&mut self.session, &limits, reply).await;
+        self.called(result, started)?;
+        Ok(lent)
+    }
+
+    /// Until when nothing but the ticker call is due, and the backend the calls run
+    /// on; `None` when something is (or the last turn did not end a plain success).
+    fn quiet_until(&self, config: &Config) -> Option<(Instant, i32)> {
+        let ctx = self.ctx;
+        let plain = self.ticked
+            && self.timeouts == 0
+            && !self.replace
+            && !self.yielded
+            && self.fallback_cause.is_none()
+            && self.failing.is_empty();
+        // The turn's settings and look are still the latest.
+        let current =
+            std::ptr::eq(&*ctx.config(), config) && self.housekeeping.saw_latest_look(ctx);
+        if !plain || !current || ctx.shutdown.is_cancelled() {
+            return None;
+        }
+        let backend = self.backend?;
+        let lifetime = config.connection_lifetime.mul_f64(self.lifetime_share);
+        let now = Instant::now();
+        let until = (self.housekeeping.quiet_until(config)?)
+            .min(now + lifetime.saturating_sub(self.session.age()));
+        // Not worth a loan for less than one more tick.
+        (until > now + ticker_spacing(config.ticker_period)).then_some((until, backend))
     }
 
     /// Whether a ticker call has succeeded in this phase.
@@ -174,6 +297,16 @@ impl<'a> Ticking<'a> {
         };
         let started = Instant::now();
         let result = ticker::tick(&mut self.session, &limits).await;
+        self.called(result, started)
+    }
+
+    /// What a ticker call that started at `started` came to, made here or by the
+    /// engine.
+    fn called(
+        &mut self,
+        result: Result<ticker::TickOutcome, PgError>,
+        started: Instant,
+    ) -> Result<(), End> {
         let stats = &self.ctx.stats;
         stats
             .ticker_seconds()

@@ -3,6 +3,8 @@
 
 use std::sync::LazyLock;
 
+use pgconninfo::SimpleQuery;
+
 use crate::pg::{PgError, Session, Statement, atoi};
 
 use super::Limits;
@@ -46,13 +48,30 @@ pub async fn tick(session: &mut Session, limits: &Limits<'_>) -> Result<TickOutc
     let reply = session
         .first_row(&TICK_ALL_STATEMENT, limits.timeout, limits.shutdown)
         .await
-        .map(|row| {
-            let column = |i: usize| row.as_ref()?.get(i);
-            TickOutcome::All {
-                queues: column(0).map_or(0, atoi),
-                backend: column(1).and_then(|v| v.parse().ok()),
-            }
-        });
+        .map(|row| read(|i| row.as_ref()?.get(i)));
+    settle(session, limits, reply).await
+}
+
+/// [`TICK_ALL`] as the lane sends it (the ticker engine's call, `db/engine.rs`).
+pub fn lane_query() -> &'static SimpleQuery {
+    TICK_ALL_STATEMENT.encoded()
+}
+
+/// A successful reply to [`TICK_ALL`], given its columns as text.
+pub fn read<'a>(column: impl Fn(usize) -> Option<&'a str>) -> TickOutcome {
+    TickOutcome::All {
+        queues: column(0).map_or(0, atoi),
+        backend: column(1).and_then(|v| v.parse().ok()),
+    }
+}
+
+/// The turn's outcome from the reply to [`TICK_ALL`], made here or by the ticker
+/// engine: when `pgq.ticker()` failed for a queue's sake, each queue ticked on its own.
+pub async fn settle(
+    session: &mut Session,
+    limits: &Limits<'_>,
+    reply: Result<TickOutcome, PgError>,
+) -> Result<TickOutcome, PgError> {
     let cause = match reply {
         Ok(outcome) => return Ok(outcome),
         // No permission fails every queue alike: not a queue's failure.

@@ -24,6 +24,7 @@ fn context(cluster: &Cluster, db: &str) -> DbContext {
         application_name: "pgqd".into(),
         connect_timeout: config.connect_timeout,
     };
+    let clocks = pgqd::clock::Clocks::new();
     DbContext {
         name: db.to_string(),
         target: resolve(&config.base_connstr, db, &defaults).unwrap(),
@@ -32,7 +33,8 @@ fn context(cluster: &Cluster, db: &str) -> DbContext {
         relist: Arc::new(Notify::new()),
         looks: watch::channel(Arc::new(Default::default())).1,
         connect_slots: Arc::new(Semaphore::new(1)),
-        clocks: pgqd::clock::Clocks::new(),
+        clocks: clocks.clone(),
+        engines: pgqd::db::engine::Engines::new(clocks),
         shutdown: CancellationToken::new(),
     }
 }

@@ -309,6 +309,13 @@ impl Drop for Lease<'_> {
 }
 
 impl Lane {
+    /// Whether the connection's own task has ended (the server closed the connection,
+    /// or the client was dropped): the lane then holds the last reference to the
+    /// socket, and an exchange on it can only fail.
+    pub fn is_orphaned(&self) -> bool {
+        Arc::strong_count(&self.cell) == 1
+    }
+
     /// Sends `query` and reads its whole reply: the first row, or `None` when the
     /// statement returned no rows. Notices, parameter changes and notifications in the
     /// reply are skipped; later rows and statements are read and dropped.
