@@ -116,7 +116,10 @@ impl Engines {
             free: Vec::new(),
             ready: Arc::default(),
         };
-        tokio::spawn(engine.run());
+        // Unconstrained: a tick's calls are one send and one read each on many
+        // sockets in one poll, past tokio's budget of I/O per poll, which would make
+        // the lanes beyond it report not-ready and wake themselves.
+        tokio::spawn(tokio::task::unconstrained(engine.run()));
     }
 }
 

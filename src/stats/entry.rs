@@ -56,13 +56,11 @@ impl DbStats {
             s.last_tick = Some(Instant::now());
             s.last_tick_wall = Some(SystemTime::now());
             s.last_turn = s.last_tick;
-            *s.ticker_calls
-                .entry(if fallback {
-                    TickerResult::Fallback
-                } else {
-                    TickerResult::Ok
-                })
-                .or_default() += 1;
+            s.ticker_calls.add(if fallback {
+                TickerResult::Fallback
+            } else {
+                TickerResult::Ok
+            });
         });
     }
 
@@ -70,13 +68,11 @@ impl DbStats {
     pub fn ticker_failed(&self, timeout: bool) {
         self.update(|s| {
             s.last_turn = Some(Instant::now());
-            *s.ticker_calls
-                .entry(if timeout {
-                    TickerResult::Timeout
-                } else {
-                    TickerResult::Error
-                })
-                .or_default() += 1;
+            s.ticker_calls.add(if timeout {
+                TickerResult::Timeout
+            } else {
+                TickerResult::Error
+            });
         });
     }
 

@@ -17,7 +17,7 @@ mod result;
 mod state;
 
 pub use entry::DbStats;
-pub use result::{MaintResult, TickerResult};
+pub use result::{MaintResult, TickerCalls, TickerResult};
 pub use state::DbState;
 
 use crate::jobs::Job;
@@ -111,7 +111,7 @@ pub struct DbStatus {
     /// The last time a ticker call of the ticking loop ended (liveness of the task).
     pub last_turn: Option<Instant>,
     /// Ticker calls by result.
-    pub ticker_calls: BTreeMap<TickerResult, u64>,
+    pub ticker_calls: TickerCalls,
     /// Maintenance operations by result.
     pub maint_operations: BTreeMap<MaintResult, u64>,
     /// Completed maintenance rounds (pgqd's stats line counts these as `maint`).
@@ -270,7 +270,6 @@ impl Stats {
             owner,
             expected_since: Some(now),
             expected_since_wall: Some(SystemTime::now()),
-            ticker_calls: TickerResult::ALL.iter().map(|r| (*r, 0)).collect(),
             maint_operations: MaintResult::ALL.iter().map(|r| (*r, 0)).collect(),
             ..DbStatus::default()
         };

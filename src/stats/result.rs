@@ -35,6 +35,50 @@ impl TickerResult {
     }
 }
 
+/// Ticker calls by how they ended: counted in place, every result present from the
+/// start, listed in the order of the strings (as a map keyed by [`TickerResult`]
+/// would). An array, not a map: a call's count is one of the per-call writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickerCalls([u64; 4]);
+
+impl TickerCalls {
+    /// In the order of the strings (the enum's declaration order).
+    const ORDER: [TickerResult; 4] = [
+        TickerResult::Error,
+        TickerResult::Fallback,
+        TickerResult::Ok,
+        TickerResult::Timeout,
+    ];
+
+    pub fn add(&mut self, result: TickerResult) {
+        self.0[result as usize] += 1;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (TickerResult, &u64)> {
+        Self::ORDER.into_iter().zip(&self.0)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &u64> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::ops::Index<&TickerResult> for TickerCalls {
+    type Output = u64;
+
+    fn index(&self, result: &TickerResult) -> &u64 {
+        &self.0[*result as usize]
+    }
+}
+
 /// How a maintenance operation ended (declared in the order of the strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MaintResult {

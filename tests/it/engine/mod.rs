@@ -8,6 +8,7 @@ mod discovery;
 mod isolation;
 mod maint;
 mod names;
+mod quiet;
 mod recovery;
 mod retry;
 mod standby;
