@@ -25,9 +25,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use pgconninfo::{Lane, LaneError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -109,6 +110,7 @@ impl Engines {
         let _ = sender.send(loan);
         running.insert(spacing, sender);
         let engine = Engine {
+            call,
             engines: self.clone(),
             spacing,
             loans: receiver,
@@ -124,9 +126,10 @@ impl Engines {
 }
 
 /// One lent lane in the engine: between calls the lane itself, during one the call.
-struct Slot {
+struct Slot<F> {
     lane: Option<Lane>,
-    call: Option<LentCall<TickOutcome>>,
+    /// The call in flight, in place: one allocation per loan, not per call.
+    call: Pin<Box<Option<F>>>,
     started: Instant,
     until: Instant,
     backend: i32,
@@ -138,17 +141,22 @@ struct Slot {
     waker: Waker,
 }
 
-struct Engine {
+/// `F` is [`call`]'s future, named by the function that makes it.
+struct Engine<F> {
+    call: fn(Lane) -> F,
     engines: Engines,
     spacing: Duration,
     loans: mpsc::UnboundedReceiver<Loan>,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Slot<F>>>,
     /// Indices of empty slots.
     free: Vec<usize>,
     ready: Arc<Ready>,
 }
 
-impl Engine {
+impl<F> Engine<F>
+where
+    F: Future<Output = (Lane, Result<TickOutcome, LaneError>)> + Send + 'static,
+{
     /// Ticks the lent lanes until none is left and none is on its way.
     async fn run(mut self) {
         let mut ticks = self.engines.clocks.every(self.spacing);
@@ -162,8 +170,9 @@ impl Engine {
             tokio::select! {
                 biased;
                 () = ready.wait(&mut woken) => {
+                    let now = Now::read();
                     for index in woken.drain(..) {
-                        self.poll(index);
+                        self.poll(index, now);
                     }
                 }
                 ticks = &mut next => {
@@ -189,7 +198,7 @@ impl Engine {
         }));
         self.slots[index] = Some(Slot {
             lane: Some(loan.lane),
-            call: None,
+            call: Box::pin(None),
             started: Instant::now(),
             until: loan.until,
             backend: loan.backend,
@@ -201,7 +210,7 @@ impl Engine {
         });
     }
 
-    fn remove(&mut self, index: usize) -> Option<Slot> {
+    fn remove(&mut self, index: usize) -> Option<Slot<F>> {
         let slot = self.slots.get_mut(index)?.take()?;
         self.free.push(index);
         Some(slot)
@@ -209,15 +218,16 @@ impl Engine {
 
     /// A tick: each lane's call, or the lane back to its task.
     fn tick(&mut self) {
-        let now = Instant::now();
+        let now = Now::read();
         for index in 0..self.slots.len() {
             let Some(slot) = self.slots[index].as_mut() else {
                 continue;
             };
-            if let Some(call) = slot.call.take() {
+            if slot.call.is_some() {
                 // Still running since the last tick: the task's to finish.
-                let started = slot.started;
                 if let Some(slot) = self.remove(index) {
+                    let call = Box::pin(finish(slot.call));
+                    let started = slot.started;
                     let _ = slot.back.send(Back::Busy { call, started });
                 }
                 continue;
@@ -230,7 +240,7 @@ impl Engine {
                 self.remove(index);
                 continue;
             }
-            if now >= slot.until
+            if now.at >= slot.until
                 || changed(&slot.settings)
                 || changed(&slot.looks)
                 || lane.is_orphaned()
@@ -240,26 +250,25 @@ impl Engine {
                 }
                 continue;
             }
-            slot.started = now;
-            slot.call = Some(Box::pin(call(lane)));
-            self.poll(index);
+            slot.started = now.at;
+            slot.call.as_mut().set(Some((self.call)(lane)));
+            self.poll(index, now);
         }
     }
 
     /// Polls a slot's call; a plain success is counted and its lane kept, anything
     /// else goes back to the task.
-    fn poll(&mut self, index: usize) {
+    fn poll(&mut self, index: usize, now: Now) {
         let Some(slot) = self.slots.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
-        let Some(call) = slot.call.as_mut() else {
+        let Some(call) = slot.call.as_mut().as_pin_mut() else {
             return;
         };
-        let Poll::Ready((lane, reply)) = call.as_mut().poll(&mut Context::from_waker(&slot.waker))
-        else {
+        let Poll::Ready((lane, reply)) = call.poll(&mut Context::from_waker(&slot.waker)) else {
             return;
         };
-        slot.call = None;
+        slot.call.as_mut().set(None);
         match reply {
             Ok(TickOutcome::All {
                 backend: Some(backend),
@@ -268,8 +277,8 @@ impl Engine {
                 let stats = &slot.stats;
                 stats
                     .ticker_seconds()
-                    .observe(slot.started.elapsed().as_secs_f64());
-                stats.ticked(false);
+                    .observe((now.at - slot.started).as_secs_f64());
+                stats.ticked_at(false, now.at.into_std(), now.wall);
                 slot.lane = Some(lane);
             }
             reply => {
@@ -304,9 +313,35 @@ impl Engine {
     }
 }
 
+/// The time, read once for all the calls of a tick or the replies of a wake-up.
+#[derive(Clone, Copy)]
+struct Now {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Now {
+    fn read() -> Now {
+        Now {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
 async fn next_tick(mut ticks: Ticks) -> Ticks {
     ticks.tick().await;
     ticks
+}
+
+/// A call in flight, finished elsewhere (by the task, [`Back::Busy`]).
+async fn finish<F: Future>(mut call: Pin<Box<Option<F>>>) -> F::Output {
+    std::future::poll_fn(|cx| match call.as_mut().as_pin_mut() {
+        Some(call) => call.poll(cx),
+        // Not reached: a slot's call is handed over only while in flight.
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// One ticker call on a lent lane.

@@ -50,11 +50,17 @@ impl DbStats {
 
     /// One successful ticker round (`fallback`: queue by queue).
     pub fn ticked(&self, fallback: bool) {
+        self.ticked_at(fallback, Instant::now(), SystemTime::now());
+    }
+
+    /// [`DbStats::ticked`] at a time read once for many calls (the ticker engine's
+    /// replies read in one wake-up).
+    pub fn ticked_at(&self, fallback: bool, at: Instant, wall: SystemTime) {
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         self.update(|s| {
             s.state = DbState::Ticking;
-            s.last_tick = Some(Instant::now());
-            s.last_tick_wall = Some(SystemTime::now());
+            s.last_tick = Some(at);
+            s.last_tick_wall = Some(wall);
             s.last_turn = s.last_tick;
             s.ticker_calls.add(if fallback {
                 TickerResult::Fallback
