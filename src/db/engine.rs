@@ -44,6 +44,11 @@ use crate::stats::DbStats;
 /// A lane lent for a quiet stretch, with what the engine needs to tick on it.
 pub struct Loan {
     pub lane: Lane,
+    pub terms: Terms,
+}
+
+/// What the engine needs of a loan besides its lane, kept as is for the loan's time.
+pub struct Terms {
     /// The end of the stretch: the task's next housekeeping or reconnect.
     pub until: Instant,
     /// The backend the session's ticker calls run on; a reply from another goes back.
@@ -131,12 +136,7 @@ struct Slot<F> {
     /// The call in flight, in place: one allocation per loan, not per call.
     call: Pin<Box<Option<F>>>,
     started: Instant,
-    until: Instant,
-    backend: i32,
-    stats: Arc<DbStats>,
-    settings: watch::Receiver<Arc<Config>>,
-    looks: watch::Receiver<Arc<Look>>,
-    back: oneshot::Sender<Back>,
+    terms: Terms,
     /// Wakes the engine with this slot's index when its call can go on.
     waker: Waker,
 }
@@ -200,12 +200,7 @@ where
             lane: Some(loan.lane),
             call: Box::pin(None),
             started: Instant::now(),
-            until: loan.until,
-            backend: loan.backend,
-            stats: loan.stats,
-            settings: loan.settings,
-            looks: loan.looks,
-            back: loan.back,
+            terms: loan.terms,
             waker,
         });
     }
@@ -228,25 +223,25 @@ where
                 if let Some(slot) = self.remove(index) {
                     let call = Box::pin(finish(slot.call));
                     let started = slot.started;
-                    let _ = slot.back.send(Back::Busy { call, started });
+                    let _ = slot.terms.back.send(Back::Busy { call, started });
                 }
                 continue;
             }
             let Some(lane) = slot.lane.take() else {
                 continue;
             };
-            if slot.back.is_closed() {
+            if slot.terms.back.is_closed() {
                 // The task has stopped.
                 self.remove(index);
                 continue;
             }
-            if now.at >= slot.until
-                || changed(&slot.settings)
-                || changed(&slot.looks)
+            if now.at >= slot.terms.until
+                || changed(&slot.terms.settings)
+                || changed(&slot.terms.looks)
                 || lane.is_orphaned()
             {
                 if let Some(slot) = self.remove(index) {
-                    let _ = slot.back.send(Back::Due(lane));
+                    let _ = slot.terms.back.send(Back::Due(lane));
                 }
                 continue;
             }
@@ -273,8 +268,8 @@ where
             Ok(TickOutcome::All {
                 backend: Some(backend),
                 ..
-            }) if backend == slot.backend => {
-                let stats = &slot.stats;
+            }) if backend == slot.terms.backend => {
+                let stats = &slot.terms.stats;
                 stats
                     .ticker_seconds()
                     .observe((now.at - slot.started).as_secs_f64());
@@ -284,7 +279,7 @@ where
             reply => {
                 if let Some(slot) = self.remove(index) {
                     let started = slot.started;
-                    let _ = slot.back.send(Back::Done {
+                    let _ = slot.terms.back.send(Back::Done {
                         lane,
                         started,
                         reply,

@@ -12,7 +12,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 use tracing::{debug, error, info, trace, warn};
 
 use super::context::{DbContext, End, Outage};
-use super::engine::{Back, Loan};
+use super::engine::{Back, Loan, Terms};
 use super::housekeeping::Housekeeping;
 use super::leader::Leadership;
 use crate::config::Config;
@@ -144,12 +144,14 @@ impl<'a> Ticking<'a> {
         looks.mark_unchanged();
         let loan = Loan {
             lane,
-            until,
-            backend,
-            stats: ctx.stats.clone(),
-            settings,
-            looks,
-            back,
+            terms: Terms {
+                until,
+                backend,
+                stats: ctx.stats.clone(),
+                settings,
+                looks,
+                back,
+            },
         };
         ctx.engines.lend(ticker_spacing(config.ticker_period), loan);
         let returned = tokio::select! {
