@@ -14,6 +14,9 @@ use crate::pg::{PgError, Session};
 /// Whether the database has pgq (also asked by `pgqd --status`).
 pub const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
 const PGQ_VERSION: &str = "select pgq.version()";
+/// What pgq.version() answers in pgq 3.5, without compiling it.
+const EXTENSION_VERSION: &str =
+    "select extversion from pg_catalog.pg_extension where extname = 'pgq'";
 const IN_RECOVERY: &str = "select pg_catalog.pg_is_in_recovery()";
 /// Timeout for the probe queries, which are cheap catalog lookups.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,8 +68,19 @@ pub async fn wait_for_promotion(ctx: &DbContext, session: Session) -> End {
 }
 
 /// `true` when the database has a pgq this daemon can tick.
+///
+/// pgq.version() reads the extension's version from `pg_extension` (pgq 3.5), so
+/// that is read directly: the ticker's backend then never compiles the PL/pgSQL
+/// function (its memory is the one figure where pgqd 3.5's backends were ahead).
+/// Without the extension row, as pgqd 3.5: the schema, then pgq.version().
 async fn check(ctx: &DbContext, session: &Session) -> Result<bool, PgError> {
     let shutdown = &ctx.shutdown;
+    let rows = session
+        .query(EXTENSION_VERSION, &[], PROBE_TIMEOUT, shutdown)
+        .await?;
+    if let Some(version) = rows.first().and_then(|r| r.try_get::<_, String>(0).ok()) {
+        return Ok(accept(&version));
+    }
     if session
         .query(HAS_PGQ, &[], PROBE_TIMEOUT, shutdown)
         .await?
@@ -78,16 +92,20 @@ async fn check(ctx: &DbContext, session: &Session) -> Result<bool, PgError> {
     let rows = session
         .query(PGQ_VERSION, &[], PROBE_TIMEOUT, shutdown)
         .await?;
-    let version: Option<String> = rows.first().and_then(|r| r.try_get(0).ok()).flatten();
-    let Some(version) = version else {
-        return check_unversioned(ctx, session).await;
-    };
-    if !version_ok(&version) {
+    match rows.first().and_then(|r| r.try_get(0).ok()).flatten() {
+        Some(version) => Ok(accept(version)),
+        None => check_unversioned(ctx, session).await,
+    }
+}
+
+/// Logs the verdict on `version` as pgqd 3.5 does.
+fn accept(version: &str) -> bool {
+    if !version_ok(version) {
         warn!("bad pgq version, ignoring: {version}");
-        return Ok(false);
+        return false;
     }
     info!("pgq version ok: {version}");
-    Ok(true)
+    true
 }
 
 /// pgq installed without the extension mechanism can answer NULL from

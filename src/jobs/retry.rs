@@ -13,8 +13,20 @@ pub const RETRY: &str = "select * from pgq.maint_retry_events()";
 /// 3.5 pays a new session every retry_period instead).
 pub const RETRY_DUE: &str = "select (exists (select 1 from pgq.retry_queue r join pgq.queue q on q.queue_id = r.ev_queue where r.ev_retry_after <= current_timestamp))::int";
 
+/// The retry queue's size on disk: 0 when it has held no row since it was created or
+/// last truncated by vacuum (the usual case). Read first, so that the ticker's backend
+/// plans and caches no scan of the retry queue and its indexes (about 30 kB a
+/// database) until an event is put back.
+pub const RETRY_QUEUE_SIZE: &str = "select pg_catalog.pg_relation_size('pgq.retry_queue')";
+
 /// Whether a retry round would move anything now.
 pub async fn due(session: &Session, limits: &Limits<'_>) -> Result<bool, PgError> {
+    let size = session
+        .execute_simple(RETRY_QUEUE_SIZE, limits.timeout, limits.shutdown)
+        .await?;
+    if simple_first_int(&size) == 0 {
+        return Ok(false);
+    }
     let messages = session
         .execute_simple(RETRY_DUE, limits.timeout, limits.shutdown)
         .await?;

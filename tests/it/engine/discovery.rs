@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Cluster, Daemon, unique};
+use crate::harness::{Cluster, Daemon, ticker_calls, unique};
 
 use super::{
     all_ticks, check, detecting, eager_queue, ident, lines_with, pgq_db, pgqd_backends, serving,
@@ -139,8 +139,9 @@ fn missing_listed_database_is_reported_once_and_retried_every_check_period() {
     );
 }
 
-/// A pgq installed without the extension mechanism, where `pgq.version()` returns
-/// NULL, is served since `pgq.ticker()` exists (pgqd 3.5 rejects it).
+/// A pgq installed without the extension mechanism (no `pg_extension` row), where
+/// `pgq.version()` returns NULL, is served since `pgq.ticker()` exists (pgqd 3.5
+/// rejects it): the probe falls back to the schema and `pgq.version()`.
 #[test]
 fn pgq_with_null_version_is_served() {
     let cluster = Cluster::shared();
@@ -150,10 +151,43 @@ fn pgq_with_null_version_is_served() {
         &db,
         "create or replace function pgq.version() returns text language sql as 'select null::text'",
     );
+    // As a pgq installed from its SQL script: its objects without the extension row.
+    cluster.exec(
+        &db,
+        "delete from pg_catalog.pg_extension where extname = 'pgq'",
+    );
     let daemon = Daemon::start(&serving(cluster, &[&db], &["ticker_period = 0.2"]));
+    daemon.wait_for_log(&format!(
+        "LOG [{db}]: pgq version ok: unknown (pgq.version() is NULL, pgq.ticker() exists)"
+    ));
     wait_for(&daemon, "ticks with a NULL pgq.version()", || {
         all_ticks(cluster, &db) > 2
     });
+}
+
+/// The probe reads pgq's version from `pg_extension`, as `pgq.version()` itself does,
+/// without calling it: the ticker's backend never compiles that PL/pgSQL function.
+/// Counted by the server (`track_functions = all`): the ticker calls show the
+/// session's statistics are in, and `pgq.version()` has none.
+#[test]
+fn the_version_is_read_without_calling_pgq_version() {
+    let cluster = Cluster::shared();
+    let db = pgq_db(cluster, "extversion");
+    eager_queue(cluster, &db, "q");
+    let daemon = Daemon::start(&serving(cluster, &[&db], &["ticker_period = 0.2"]));
+    daemon.wait_for_log(&format!("LOG [{db}]: pgq version ok: 3.5"));
+    wait_for(&daemon, "ticker calls counted by the server", || {
+        ticker_calls(cluster, &db) > 2
+    });
+    let version_calls: i64 = cluster
+        .connect(&db)
+        .query_one(
+            "select coalesce(sum(calls), 0)::int8 from pg_stat_user_functions where schemaname = 'pgq' and funcname = 'version'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    check(&daemon, version_calls == 0, "no call of pgq.version()");
 }
 
 /// With the server down at start, discovery tries again with the reconnect backoff

@@ -2,7 +2,7 @@
 
 use crate::harness::{Cluster, Daemon};
 
-use super::{eager_queue, pgq_db, serving, ticking::stats_lines, wait_for};
+use super::{check, eager_queue, pgq_db, serving, ticking::stats_lines, wait_for};
 
 /// An event retried with 0 seconds comes back in a later batch with ev_retry = 1
 /// (moved back by the daemon's `pgq.maint_retry_events()` round, retry_period = 1),
@@ -66,4 +66,63 @@ fn next_batch(client: &mut postgres::Client) -> Option<i64> {
         .query_one("select pgq.next_batch('q', 'c')", &[])
         .unwrap()
         .get(0)
+}
+
+/// The retry check reads nothing of an empty retry queue: its size on disk (0) says
+/// nothing is due, so the ticker's backend never plans a scan of it (nor caches its
+/// plan). A retry queue that holds an event due later is scanned at every check: that
+/// database shows the checks happen, the empty one that they do not scan.
+#[test]
+fn an_empty_retry_queue_is_checked_without_a_scan() {
+    let cluster = Cluster::shared();
+    let empty = pgq_db(cluster, "retry_empty");
+    eager_queue(cluster, &empty, "q");
+    let later = pgq_db(cluster, "retry_later");
+    eager_queue(cluster, &later, "q");
+    let mut client = cluster.connect(&later);
+    // Each statement its own transaction: the tick must see the event committed.
+    for sql in [
+        "select pgq.register_consumer('q', 'c')",
+        "select pgq.insert_event('q', 'test', 'later')",
+        "select pgq.ticker()",
+    ] {
+        client.execute(sql, &[]).unwrap();
+    }
+    let batch = next_batch(&mut client).expect("a batch after the tick");
+    let retried = client
+        .execute(
+            "select pgq.event_retry($1, ev_id, 3600) from pgq.get_batch_events($1)",
+            &[&batch],
+        )
+        .unwrap();
+    assert_eq!(retried, 1, "the event put back for an hour");
+    client
+        .query("select pgq.finish_batch($1)", &[&batch])
+        .unwrap();
+    let scans = |db: &str| -> i64 {
+        cluster
+            .connect(db)
+            .query_one(
+                "select coalesce(seq_scan, 0) + coalesce(idx_scan, 0) from pg_stat_user_tables where relid = 'pgq.retry_queue'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let (empty_before, later_before) = (scans(&empty), scans(&later));
+    let daemon = Daemon::start(&serving(
+        cluster,
+        &[&empty, &later],
+        &["retry_period = 1", "maint_period = 600"],
+    ));
+    wait_for(
+        &daemon,
+        "three checks scanning the retry queue that holds an event",
+        || scans(&later) >= later_before + 3,
+    );
+    check(
+        &daemon,
+        scans(&empty) == empty_before,
+        "no scan of the empty retry queue",
+    );
 }
