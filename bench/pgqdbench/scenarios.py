@@ -15,7 +15,7 @@ from .cluster import Cluster, log
 from .daemons import Daemon, write_ini
 from .metrics import FIGURES, Window, after_run, measure_window
 
-DEFAULT_SCENARIOS = "100x1,100x0.1,1000x1"
+DEFAULT_SCENARIOS = "50x0.1,100x1,100x0.1,1000x1"
 # Shown in every scenario's title, also when the scenario leaves it at this default.
 SHOWN_DEFAULTS = {"ticker_period": "1"}
 
