@@ -454,6 +454,11 @@ impl Statement {
     }
 }
 
+/// The first row's first column as text; `None` for no row or NULL.
+pub fn first_text(rows: &[Row]) -> Option<&str> {
+    rows.first()?.try_get(0).ok().flatten()
+}
+
 /// The first column of the first row as an integer, the way pgqd reads it with
 /// atoi() on the text value: numbers as such, text by its leading digits, else 0.
 pub fn first_int(rows: &[Row]) -> i64 {

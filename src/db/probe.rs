@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use super::context::{DbContext, End};
 use crate::jobs::Job;
 use crate::jobs::ticker::TICKER_EXISTS;
-use crate::pg::{PgError, Session};
+use crate::pg::{PgError, Session, first_text};
 
 /// Whether the database has pgq (also asked by `pgqd --status`).
 pub const HAS_PGQ: &str = "select 1 from pg_catalog.pg_namespace where nspname='pgq'";
@@ -78,8 +78,8 @@ async fn check(ctx: &DbContext, session: &Session) -> Result<bool, PgError> {
     let rows = session
         .query(EXTENSION_VERSION, &[], PROBE_TIMEOUT, shutdown)
         .await?;
-    if let Some(version) = rows.first().and_then(|r| r.try_get::<_, String>(0).ok()) {
-        return Ok(accept(&version));
+    if let Some(version) = first_text(&rows) {
+        return Ok(accept(version));
     }
     if session
         .query(HAS_PGQ, &[], PROBE_TIMEOUT, shutdown)
@@ -92,7 +92,7 @@ async fn check(ctx: &DbContext, session: &Session) -> Result<bool, PgError> {
     let rows = session
         .query(PGQ_VERSION, &[], PROBE_TIMEOUT, shutdown)
         .await?;
-    match rows.first().and_then(|r| r.try_get(0).ok()).flatten() {
+    match first_text(&rows) {
         Some(version) => Ok(accept(version)),
         None => check_unversioned(ctx, session).await,
     }

@@ -17,7 +17,7 @@ pub const RETRY_DUE: &str = "select (exists (select 1 from pgq.retry_queue r joi
 /// last truncated by vacuum (the usual case). Read first, so that the ticker's backend
 /// plans and caches no scan of the retry queue and its indexes (about 30 kB a
 /// database) until an event is put back.
-pub const RETRY_QUEUE_SIZE: &str = "select pg_catalog.pg_relation_size('pgq.retry_queue')";
+const RETRY_QUEUE_SIZE: &str = "select pg_catalog.pg_relation_size('pgq.retry_queue')";
 
 /// Whether a retry round would move anything now.
 pub async fn due(session: &Session, limits: &Limits<'_>) -> Result<bool, PgError> {
